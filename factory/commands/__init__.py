@@ -1,0 +1,1 @@
+"""One module per `factory` subcommand: register(subparsers) adds it, with set_defaults(func=run)."""

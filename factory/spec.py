@@ -1,0 +1,335 @@
+"""The image spec: one YAML file per image, loaded into one frozen, typed object.
+
+Every problem is collected and reported at once with its field path (pydantic does the collecting);
+unknown fields are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from factory.errors import InputError, SpecError
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Firmware(StrEnum):
+    BIOS = "bios"
+    UEFI = "uefi"
+
+
+class Accel(StrEnum):
+    """`auto` uses KVM only when a probe boot really runs a guest, else TCG."""
+
+    AUTO = "auto"
+    KVM = "kvm"
+    TCG = "tcg"
+
+
+class BootMode(StrEnum):
+    KERNEL = "kernel"  # boot the ISO's kernel+initrd directly: nothing is typed
+    SERIAL_PROMPT = "serial-prompt"  # remastered ISO, boot line typed over the serial console
+
+
+class Kernel(StrEnum):
+    RHCK = "rhck"  # Red Hat compatible kernel
+    UEK = "uek"  # Oracle's Unbreakable Enterprise Kernel
+    ANY = "any"  # the OS has only one kernel flavour (the testbed)
+
+
+class SELinux(StrEnum):
+    ENFORCING = "enforcing"
+    PERMISSIVE = "permissive"
+    DISABLED = "disabled"
+    ABSENT = "absent"  # the OS has no SELinux at all (the testbed)
+
+
+class ExportFormat(StrEnum):
+    RAW = "raw"
+    QCOW2 = "qcow2"
+    VMDK = "vmdk"
+    VHD = "vhd"
+
+
+class UploadMethod(StrEnum):
+    EBS_DIRECT = "ebs-direct"
+    VM_IMPORT = "vm-import"
+
+
+class Media(Strict):
+    """Install media: exactly one of url, path or path_env; always a sha256."""
+
+    url: str | None = None
+    path: Path | None = None
+    # An environment variable naming a local ISO (Oracle's ISO sits behind a login).
+    path_env: str | None = None
+    # `testbed`: the ISO built by factory.testbed from Debian packages (CI and the demo).
+    builtin: Literal["testbed"] | None = None
+    sha256: str | None = None
+    # Oracle shows the ISO's checksum only behind its login: it may come from the environment too.
+    sha256_env: str | None = None
+    volume_label: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, v: str | None) -> str | None:
+        if v is not None and not SHA256_RE.match(v):
+            raise ValueError("must be 64 lowercase hex digits")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(https?|file)://", v):
+            raise ValueError("must start with http://, https:// or file://")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Media:
+        given = [n for n in ("url", "path", "path_env", "builtin") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of url, path, path_env, builtin (got {given or 'none'})")
+        if self.builtin is None and (self.sha256 is None) == (self.sha256_env is None):
+            raise ValueError("give exactly one of sha256 or sha256_env for url, path and path_env media")
+        return self
+
+    def expected_sha256(self, spec_file: Path) -> str | None:
+        """The ISO's sha256 from the spec or its environment variable (None for builtin media)."""
+        if self.sha256_env is None:
+            return self.sha256
+        value = os.environ.get(self.sha256_env, "").strip().lower()
+        if not SHA256_RE.match(value):
+            raise InputError(
+                f"{spec_file}: media.sha256_env: environment variable {self.sha256_env} must hold the ISO's "
+                "sha256 (64 hex digits)"
+            )
+        return value
+
+
+class RuleOff(Strict):
+    rule: str
+    reason: Annotated[str, Field(min_length=3)]
+
+
+class KickstartSpec(Strict):
+    path: Path
+    version: Literal["RHEL7", "RHEL8", "RHEL9"] = "RHEL7"
+    disabled_rules: tuple[RuleOff, ...] = ()
+
+
+class Vm(Strict):
+    memory_mib: Annotated[int, Field(ge=256, le=262144)] = 2048
+    cpus: Annotated[int, Field(ge=1, le=64)] = 2
+    disk_gib: Annotated[int, Field(ge=1, le=2048)] = 20
+    firmware: Firmware = Firmware.BIOS
+    accel: Accel = Accel.AUTO
+
+
+class Boot(Strict):
+    mode: BootMode = BootMode.KERNEL
+    # Extra kernel arguments for the installer (after inst.ks, inst.text and console=ttyS0).
+    extra_args: tuple[str, ...] = ()
+
+
+class Timeouts(Strict):
+    """Seconds. Every wait in the factory has a bound, and says what it waited for."""
+
+    install: Annotated[int, Field(gt=0)] = 7200
+    # No console or installer-log output for this long is a hang.
+    idle: Annotated[int, Field(gt=0)] = 600
+    # The guest must fetch the kickstart within this long of QEMU starting.
+    kickstart_fetch: Annotated[int, Field(gt=0)] = 300
+    boot_prompt: Annotated[int, Field(gt=0)] = 120
+    ssh: Annotated[int, Field(gt=0)] = 300
+    verify: Annotated[int, Field(gt=0)] = 900
+
+
+class Filesystem(Strict):
+    mount: str
+    fstype: str
+    min_size_gib: Annotated[float, Field(gt=0)] | None = None
+
+
+class Expect(Strict):
+    """What the image must be; tests/images turns each field into small named tests."""
+
+    interfaces_onboot: tuple[str, ...] = ("eth0",)
+    kernel: Kernel = Kernel.RHCK
+    packages_required: tuple[str, ...] = ()
+    packages_forbidden: tuple[str, ...] = ()
+    services_enabled: tuple[str, ...] = ("sshd",)
+    services_running: tuple[str, ...] = ("sshd",)
+    ssh_service: str = "sshd"
+    selinux: SELinux = SELinux.ENFORCING
+    serial_console: bool = True
+    cloud_init: bool = True
+    root_password: Literal["locked", "hashed", "locked-or-hashed"] = "locked-or-hashed"
+    filesystems: tuple[Filesystem, ...] = ()
+    # Checks to skip for this image, each with a reason (names: see tests/images, `factory verify --list`).
+    skip: tuple[RuleOff, ...] = ()
+
+
+class Target(Strict):
+    """One AWS account reached through a boto3 named profile, and its regions with their KMS keys."""
+
+    profile: str
+    # region -> KMS key (ARN, key id or alias) used to encrypt the copy in that region.
+    regions: dict[str, str]
+    share_with: tuple[Annotated[str, Field(pattern=r"^\d{12}$")], ...] = ()
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("at least one region")
+        for region, key in v.items():
+            if not re.match(r"^[a-z]{2}(-[a-z]+)+-\d$", region):
+                raise ValueError(f"{region!r} is not an AWS region name")
+            if not key:
+                raise ValueError(f"region {region} has no KMS key")
+        return v
+
+
+class Aws(Strict):
+    upload: UploadMethod = UploadMethod.EBS_DIRECT
+    # The account/region the image is first uploaded to (then copied, encrypted, to every target).
+    source_profile: str
+    source_region: str
+    # vm-import only: the bucket the disk is uploaded to.
+    s3_bucket: str | None = None
+    ena: bool = True
+    # Formatted with {name}, {build_id}, {date}.
+    ami_name: str = "{name}-{date}-{build_id}"
+    keep: Annotated[int, Field(ge=0)] = 2
+    ssm_parameter: str | None = None
+    targets: tuple[Target, ...]
+    copy_timeout: Annotated[int, Field(gt=0)] = 3600
+    endpoint_url: str | None = None
+
+    @model_validator(mode="after")
+    def _bucket(self) -> Aws:
+        if self.upload is UploadMethod.VM_IMPORT and not self.s3_bucket:
+            raise ValueError("upload: vm-import needs s3_bucket")
+        if not self.targets:
+            raise ValueError("targets: at least one target account")
+        if self.ssm_parameter is not None and not self.ssm_parameter.startswith("/"):
+            raise ValueError("ssm_parameter must start with '/'")
+        return self
+
+
+class Spec(Strict):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")]
+    description: str = ""
+    os: Literal["centos", "oraclelinux", "testbed"]
+    media: Media
+    kickstart: KickstartSpec
+    vm: Vm = Vm()
+    boot: Boot = Boot()
+    timeouts: Timeouts = Timeouts()
+    # Oracle Linux: keep the UEK kernel as default (the policy rule uek-default-vm-import still applies).
+    keep_uek: bool = False
+    expect: Expect = Expect()
+    export: tuple[ExportFormat, ...] = (ExportFormat.QCOW2,)
+    aws: Aws | None = None
+
+    # Where the spec was loaded from; relative paths in it are relative to this file's folder.
+    source: Path = Path()
+
+    @property
+    def kickstart_path(self) -> Path:
+        return self.kickstart.path if self.kickstart.path.is_absolute() else self.base_dir / self.kickstart.path
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent
+
+    def media_path(self) -> Path | None:
+        """The local ISO path (path or path_env), resolved; None for url/builtin media."""
+        if self.media.path is not None:
+            p = self.media.path
+            return p if p.is_absolute() else self.base_dir / p
+        if self.media.path_env is not None:
+            value = os.environ.get(self.media.path_env)
+            if not value:
+                raise InputError(
+                    f"{self.source}: media.path_env: environment variable {self.media.path_env} is not set "
+                    "(set it to the local path of the ISO)"
+                )
+            return Path(value)
+        return None
+
+    def digest(self) -> str:
+        """sha256 of the spec's content (not its path): part of the build key."""
+        return hashlib.sha256(self.model_dump_json(exclude={"source"}).encode()).hexdigest()
+
+
+def _format_error(err: Any) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if p not in ("function-after",)) or "(top level)"
+    msg = str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    msg = msg.removeprefix("Value error, ")
+    return f"{loc}: {msg}"
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """Read a user-given text file, or raise one clear InputError (missing, unreadable, empty, binary)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: {what} is a directory, not a file") from None
+    except PermissionError:
+        raise InputError(f"{path}: {what} is not readable (permission denied)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    if not data.strip():
+        raise InputError(f"{path}: {what} is empty")
+    if b"\0" in data:
+        raise InputError(f"{path}: {what} is a binary file, not text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: {what} is not UTF-8 text (byte {exc.start})") from None
+
+
+def load_spec(path: Path) -> Spec:
+    """Load and validate a spec; every problem is reported with its field path."""
+    text = read_text_file(path, "spec")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{path}{where}: not valid YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(path, ["(top level): must be a mapping of fields"])
+    raw = dict(raw)
+    if "source" in raw:
+        raise SpecError(path, ["source: unknown field"])
+    raw["source"] = path
+    try:
+        spec = Spec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(path, [_format_error(e) for e in exc.errors()]) from None
+    if not spec.kickstart_path.is_file():
+        raise SpecError(path, [f"kickstart.path: {spec.kickstart_path} does not exist"])
+    return spec
+
+
+def find_specs(root: Path) -> list[Path]:
+    return sorted((root / "specs").glob("*.yaml"))
