@@ -2,7 +2,7 @@
 
 The chain, all read from the build record:
   verify.result  = {"passed": true, "image_sha256": <installed disk>, ...}
-  seal.result    = {"source_sha256": <installed disk>, "sealed_sha256": <sealed disk>, "recheck_passed": true, ...}
+  seal.result    = {"source_sha256": <installed>, "sealed_sha256": <sealed>, "recheck_passed": true, ...}
   export.result  = {"artifacts": [{"format", "path", "sha256", "source_sha256": <sealed disk>}, ...]}
 An artifact passes the gate when its hash is listed in export with a source that seal produced from a disk
 that verify passed, and the sealed disk passed its own re-check.

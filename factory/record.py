@@ -125,8 +125,14 @@ class BuildDir:
         return bool(st and st.get("status") == "ok" and (inputs is None or st.get("inputs") == inputs))
 
     def record_stage(
-        self, name: str, status: str, *, result: Any = None, inputs: str | None = None,
-        started: float | None = None, error: str | None = None,
+        self,
+        name: str,
+        status: str,
+        *,
+        result: Any = None,
+        inputs: str | None = None,
+        started: float | None = None,
+        error: str | None = None,
     ) -> None:
         entry: dict[str, Any] = {"status": status}
         if started is not None:
@@ -153,6 +159,8 @@ class BuildDir:
         try:
             yield holder
         except BaseException as exc:
-            self.record_stage(name, "failed", inputs=inputs, started=started, error=str(exc) or type(exc).__name__)
+            self.record_stage(
+                name, "failed", inputs=inputs, started=started, error=str(exc) or type(exc).__name__
+            )
             raise
         self.record_stage(name, "ok", result=holder.get("result"), inputs=inputs, started=started)

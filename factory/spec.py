@@ -249,7 +249,9 @@ class Spec(Strict):
 
     @property
     def kickstart_path(self) -> Path:
-        return self.kickstart.path if self.kickstart.path.is_absolute() else self.base_dir / self.kickstart.path
+        return (
+            self.kickstart.path if self.kickstart.path.is_absolute() else self.base_dir / self.kickstart.path
+        )
 
     @property
     def base_dir(self) -> Path:

@@ -29,7 +29,9 @@ def create(build_dir: Path) -> BuildKey:
     private = build_dir / "build-key"
     if not private.exists():
         # ssh-keygen writes the private key with mode 0600 itself.
-        tools.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", KEY_COMMENT, "-f", private], timeout=30)
+        tools.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", KEY_COMMENT, "-f", private], timeout=30
+        )
         os.chmod(private, 0o600)
     return load(build_dir)
 

@@ -1,0 +1,239 @@
+"""`factory build`: the stages in order, each timed, recorded and skippable when its inputs are unchanged.
+
+    validate -> media -> install -> verify -> seal -> export [-> promote]
+
+A build is keyed by the hashes of its ISO, flattened kickstart, spec and factory version. A later run
+with the same key reopens that build directory and skips every stage already done, so an unchanged input
+set reuses the verified image instead of reinstalling. `from_stage` forces a stage and all after it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from factory import __version__, digest, sshkey
+from factory.errors import FactoryError, VerifyError
+from factory.record import STAGES, BuildDir
+from factory.spec import Spec
+
+BUILD_STAGES = STAGES  # validate, media, install, verify, seal, export, promote
+
+
+@dataclass(frozen=True)
+class Options:
+    promote: bool = False
+    verify: bool = True
+    from_stage: str | None = None
+    keep_on_error: bool = False
+    build_root: Path = Path("build")
+
+
+@dataclass
+class Outcome:
+    """What one spec's build did, for the final table and --json."""
+
+    spec: str
+    build_dir: Path | None = None
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {status, seconds}
+    image_sha256: str | None = None
+    amis: dict[str, dict[str, str]] = field(default_factory=dict)
+    error: str | None = None
+    exit_code: int = 0
+
+
+# Called with (spec name, stage, event, seconds): event is "start", "ok", "skipped" or "failed".
+StageListener = Callable[[str, str, str, float], None]
+
+
+def build_key(iso_sha256: str, kickstart_text: str, spec: Spec) -> str:
+    return digest.combine(iso_sha256, digest.sha256_text(kickstart_text), spec.digest(), __version__)
+
+
+def find_build(root: Path, spec_name: str, key: str) -> BuildDir | None:
+    """The newest build of this spec with the same input key whose install succeeded."""
+    spec_dir = root / spec_name
+    if not spec_dir.is_dir():
+        return None
+    for path in sorted(spec_dir.iterdir(), reverse=True):
+        if not (path / "record.json").is_file():
+            continue
+        try:
+            build = BuildDir.open(path)
+        except FactoryError:
+            continue
+        if build.record.get("key") == key and build.stage_ok("install"):
+            return build
+    return None
+
+
+class Runner:
+    def __init__(self, spec: Spec, options: Options, listener: StageListener) -> None:
+        self.spec = spec
+        self.options = options
+        self.listener = listener
+        self.outcome = Outcome(spec=spec.name)
+        self.forced = False  # set once from_stage is reached: that stage and all after it re-run
+
+    def _must_run(self, build: BuildDir, name: str) -> bool:
+        # A stage that runs invalidates every stage after it: they all run too.
+        if self.options.from_stage == name or not build.stage_ok(name):
+            self.forced = True
+        return self.forced
+
+    @contextmanager
+    def _stage(self, name: str, build: BuildDir | None = None) -> Iterator[dict[str, Any]]:
+        self.listener(self.spec.name, name, "start", 0.0)
+        started = time.monotonic()
+        try:
+            if build is None:
+                holder: dict[str, Any] = {}
+                yield holder
+            else:
+                with build.stage_run(name) as holder:
+                    yield holder
+        except BaseException:
+            seconds = time.monotonic() - started
+            self.outcome.stages[name] = {"status": "failed", "seconds": round(seconds, 1)}
+            self.listener(self.spec.name, name, "failed", seconds)
+            raise
+        seconds = time.monotonic() - started
+        self.outcome.stages[name] = {"status": "ok", "seconds": round(seconds, 1)}
+        self.listener(self.spec.name, name, "ok", seconds)
+
+    def _skip(self, name: str) -> None:
+        self.outcome.stages[name] = {"status": "skipped", "seconds": 0.0}
+        self.listener(self.spec.name, name, "skipped", 0.0)
+
+    def run(self) -> Outcome:
+        from factory import media
+        from factory.kickstart import flatten, validate
+
+        spec = self.spec
+        with self._stage("validate"):
+            report = validate.validate_spec(spec)
+            if report.findings:
+                first = report.findings[0]
+                raise FactoryError(
+                    f"kickstart validation found {len(report.findings)} problem(s); first: "
+                    f"{first.file}:{first.line}: [{first.rule}] {first.message} (run `factory validate`)"
+                )
+        with self._stage("media") as holder:
+            medium = media.prepare(spec)
+            holder["result"] = medium
+        kickstart_text = flatten.flatten(spec.kickstart_path).text
+        key = build_key(medium.sha256, kickstart_text, spec)
+        build = find_build(self.options.build_root, spec.name, key)
+        if build is None:
+            build = BuildDir.create(self.options.build_root, spec.name)
+            build.set("key", key)
+            build.set(
+                "inputs",
+                {
+                    "iso_sha256": medium.sha256,
+                    "kickstart_sha256": digest.sha256_text(kickstart_text),
+                    "spec_sha256": spec.digest(),
+                    "factory_version": __version__,
+                },
+            )
+        self.outcome.build_dir = build.path
+        build.record_stage("validate", "ok", result={"findings": 0})
+        build.record_stage("media", "ok", result=medium)
+        self._install(build, medium)
+        return self.outcome
+
+    def _install(self, build: BuildDir, medium: Any) -> None:
+        from factory import install
+
+        spec = self.spec
+        if self._must_run(build, "install"):
+            with self._stage("install", build) as holder:
+                result = install.install(spec, medium, build, keep_on_error=self.options.keep_on_error)
+                holder["result"] = result
+        else:
+            self._skip("install")
+        disk = build.path / "disk.qcow2"
+        if not self.options.verify:
+            self.outcome.image_sha256 = digest.sha256_file(disk)
+            for name in ("verify", "seal", "export", "promote"):
+                self._skip(name)
+            return
+        self._verify_seal_export(build, disk)
+
+    def _verify_seal_export(self, build: BuildDir, disk: Path) -> None:
+        from factory import export, seal, verify
+
+        spec = self.spec
+        if self._must_run(build, "verify"):
+            key = _build_key(build)
+            with self._stage("verify", build) as holder:
+                vres = verify.verify(spec, disk, build, key=key)
+                holder["result"] = vres
+                if not vres.passed:
+                    raise VerifyError(
+                        f"{spec.name}: the image failed its acceptance tests "
+                        f"({vres.summary}); see {vres.junit}",
+                        artifacts=(vres.junit, vres.transcript),
+                    )
+        else:
+            self._skip("verify")
+        if self._must_run(build, "seal"):
+            key = _build_key(build)
+            with self._stage("seal", build) as holder:
+                sres = seal.seal(spec, disk, build, key=key)
+                holder["result"] = sres
+        else:
+            self._skip("seal")
+        seal_result = (build.stage("seal") or {})["result"]
+        sealed = Path(seal_result["sealed_image"])
+        self.outcome.image_sha256 = seal_result["sealed_sha256"]
+        if self._must_run(build, "export"):
+            with self._stage("export", build) as holder:
+                holder["result"] = export.export(
+                    spec, sealed, seal_result["sealed_sha256"], build.path / "export"
+                )
+        else:
+            self._skip("export")
+        if self.options.promote:
+            self._promote(build)
+        else:
+            self._skip("promote")
+
+    def _promote(self, build: BuildDir) -> None:
+        from factory.aws import promote
+
+        spec = self.spec
+        if spec.aws is None:
+            raise FactoryError(f"{spec.source}: --promote given but the spec has no aws section")
+        artifacts = ((build.stage("export") or {}).get("result") or {}).get("artifacts", [])
+        raw = next((a for a in artifacts if a["format"] == "raw"), None)
+        if raw is None:
+            raise FactoryError(f"{spec.source}: promotion needs a raw export: add raw to `export`")
+        with self._stage("promote", build) as holder:
+            pres = promote.promote(spec, build, Path(raw["path"]), raw["sha256"])
+            holder["result"] = pres
+            self.outcome.amis = pres.amis
+
+
+def _build_key(build: BuildDir) -> sshkey.BuildKey:
+    if not (build.path / "build-key").is_file():
+        # Sealing deletes the key: the sealed image cannot be logged into again, by design.
+        raise FactoryError(
+            f"{build.path}: the build key is gone (removed when the image was sealed); "
+            "re-run with --from install to verify again"
+        )
+    return sshkey.load(build.path)
+
+
+def run_build(spec: Spec, options: Options, listener: StageListener) -> Outcome:
+    runner = Runner(spec, options, listener)
+    try:
+        return runner.run()
+    except FactoryError as exc:
+        runner.outcome.error = exc.message
+        runner.outcome.exit_code = exc.exit_code
+        raise
