@@ -44,6 +44,7 @@ class Outcome:
     amis: dict[str, dict[str, str]] = field(default_factory=dict)
     error: str | None = None
     exit_code: int = 0
+    exception: FactoryError | None = None
 
 
 # Called with (spec name, stage, event, seconds): event is "start", "ok", "skipped" or "failed".
@@ -230,10 +231,12 @@ def _build_key(build: BuildDir) -> sshkey.BuildKey:
 
 
 def run_build(spec: Spec, options: Options, listener: StageListener) -> Outcome:
+    """Run one spec's build; a FactoryError ends it and is kept in the outcome, with the stages so far."""
     runner = Runner(spec, options, listener)
     try:
         return runner.run()
     except FactoryError as exc:
         runner.outcome.error = exc.message
         runner.outcome.exit_code = exc.exit_code
-        raise
+        runner.outcome.exception = exc
+        return runner.outcome

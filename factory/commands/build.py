@@ -1,0 +1,177 @@
+"""`factory build SPEC...`: validate -> media -> install -> verify -> seal -> export [-> promote]."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from factory import paths
+from factory.errors import UsageError
+from factory.pipeline import BUILD_STAGES, Options, Outcome, run_build
+from factory.spec import Spec, find_specs, load_spec
+
+# Host programs every build needs; the testbed needs its own builders too.
+HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "xorriso", "ssh", "ssh-keygen")
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "build",
+        help="build, verify, seal and export images (and promote with --promote)",
+        description="Run the pipeline for each spec. With no SPEC, every spec under ./specs.",
+    )
+    p.add_argument("specs", nargs="*", type=Path, metavar="SPEC", help="spec files (specs/*.yaml)")
+    p.add_argument("--promote", action="store_true", help="promote the verified image to AWS")
+    p.add_argument(
+        "--no-verify", action="store_true", help="stop after the install (nothing can be promoted)"
+    )
+    p.add_argument("--from", dest="from_stage", choices=BUILD_STAGES[2:], help="re-run from this stage on")
+    p.add_argument("--only", default="", help="comma-separated spec names to build")
+    p.add_argument("--except", dest="except_", default="", help="comma-separated spec names to skip")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="build several specs at once (bounded by host)")
+    p.add_argument("--keep-on-error", action="store_true", help="keep a failed install's VM paused")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
+    p.add_argument(
+        "--install-host-deps", action="store_true", help="apt/dnf install missing host tools (root)"
+    )
+    p.add_argument("--build-dir", type=Path, default=None, help="where builds go (default ./build)")
+    p.set_defaults(func=run)
+
+
+def select_specs(args: argparse.Namespace) -> list[Spec]:
+    files: list[Path] = list(args.specs) or find_specs(Path.cwd())
+    if not files:
+        raise UsageError("no spec given and none found under ./specs")
+    specs = [load_spec(f) for f in files]
+    only = {n for n in args.only.split(",") if n}
+    excluded = {n for n in args.except_.split(",") if n}
+    names = {s.name for s in specs}
+    for unknown in sorted((only | excluded) - names):
+        raise UsageError(f"--only/--except: no spec named {unknown!r} (have: {', '.join(sorted(names))})")
+    chosen = [s for s in specs if (not only or s.name in only) and s.name not in excluded]
+    if not chosen:
+        raise UsageError("--only/--except left no spec to build")
+    return chosen
+
+
+def host_parallelism(specs: list[Spec], requested: int) -> int:
+    """At most `requested` builds, bounded by the host's cores and memory (each VM as its spec asks)."""
+    if requested < 1:
+        raise UsageError("-j must be at least 1")
+    cores = os.cpu_count() or 1
+    widest = max(s.vm.cpus for s in specs)
+    biggest = max(s.vm.memory_mib for s in specs)
+    mem_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    return max(1, min(requested, len(specs), max(1, cores // widest), max(1, (mem_mib - 1024) // biggest)))
+
+
+class Reporter:
+    """One live line per stage with elapsed time on a terminal; plain lines elsewhere (CI logs)."""
+
+    def __init__(self, console: Console, prefix_names: bool) -> None:
+        self.console = console
+        self.prefix = prefix_names
+        self.lock = threading.Lock()
+        self.live = console.is_terminal
+        self.progress = Progress(
+            SpinnerColumn(finished_text="✓"),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not self.live,
+        )
+        self.tasks: dict[tuple[str, str], TaskID] = {}
+
+    def __call__(self, spec: str, stage: str, event: str, seconds: float) -> None:
+        label = f"{spec}: {stage}" if self.prefix else stage
+        with self.lock:
+            if self.live:
+                if event == "start":
+                    self.tasks[(spec, stage)] = self.progress.add_task(label, total=1)
+                    return
+                task = self.tasks.get((spec, stage)) or self.progress.add_task(label, total=1)
+                mark = {
+                    "ok": "",
+                    "skipped": " [dim](skipped: done before, same inputs)[/]",
+                    "failed": " [red]failed",
+                }
+                self.progress.update(task, description=label + mark[event], completed=1)
+                if event == "failed":
+                    self.progress.stop_task(task)
+            elif event != "start":
+                self.console.print(f"{label}: {event} ({seconds:.1f} s)", markup=False, highlight=False)
+
+
+def summary_table(outcomes: list[Outcome]) -> Table:
+    table = Table(title="factory build")
+    for col in ("spec", "stages", "image sha256", "AMIs", "result"):
+        table.add_column(col)
+    for o in outcomes:
+        stages = "\n".join(f"{n} {v['status']} {v['seconds']:.1f}s" for n, v in o.stages.items())
+        amis = "\n".join(
+            f"{acct} {region} {ami}" for acct, regions in o.amis.items() for region, ami in regions.items()
+        )
+        table.add_row(
+            o.spec,
+            stages,
+            (o.image_sha256 or "-")[:16],
+            amis or "-",
+            "ok" if not o.error else f"[red]{o.error}",
+        )
+    return table
+
+
+def outcome_json(o: Outcome) -> dict[str, Any]:
+    return {
+        "spec": o.spec,
+        "build_dir": str(o.build_dir) if o.build_dir else None,
+        "stages": o.stages,
+        "image_sha256": o.image_sha256,
+        "amis": o.amis,
+        "error": o.error,
+        "exit_code": o.exit_code,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from factory import hostdeps
+
+    specs = select_specs(args)
+    hostdeps.ensure(HOST_TOOLS, install=args.install_host_deps)
+    options = Options(
+        promote=args.promote,
+        verify=not args.no_verify,
+        from_stage=args.from_stage,
+        keep_on_error=args.keep_on_error,
+        build_root=args.build_dir or paths.build_root(),
+    )
+    if args.promote and args.no_verify:
+        raise UsageError("--promote needs verification: drop --no-verify")
+    jobs = host_parallelism(specs, args.jobs)
+    console = Console(stderr=True)
+    reporter = Reporter(console, prefix_names=len(specs) > 1)
+    with reporter.progress:
+        if jobs == 1:
+            outcomes = [run_build(s, options, reporter) for s in specs]
+        else:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                outcomes = list(pool.map(lambda s: run_build(s, options, reporter), specs))
+    errors = [o.exception for o in outcomes if o.exception is not None]
+    if args.json:
+        print(json.dumps([outcome_json(o) for o in outcomes], indent=2))
+    else:
+        console.print(summary_table(outcomes))
+    if len(errors) == 1 and len(specs) == 1:
+        raise errors[0]  # the top-level handler prints it with its artifacts and exit code
+    for exc in errors:
+        console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    return max((o.exit_code for o in outcomes), default=0)
