@@ -1,0 +1,1 @@
+"""The kickstart gate: flatten %include trees with a line map, validate with pykickstart, lint policy."""
