@@ -1,0 +1,376 @@
+"""Build the testbed ISO: a tiny EL7-shaped install medium made only from Debian packages.
+
+    build_testbed() -> Testbed(iso=..., sha256=..., volume_label="TESTBED 1 x86_64", kernel_version=...)
+
+The result is cached under cache_dir()/testbed/<content-hash>/, where the hash covers this package's
+code and scripts, the package lists and the Debian versions apt resolves them to: change any of them and
+the next call rebuilds; otherwise the cached ISO comes back at once. A file lock serialises builds and
+the ISO appears under its final name only when complete (temp name + rename).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from factory import paths, tools
+from factory.errors import ToolError
+from factory.testbed import cpio, kmod
+
+log = logging.getLogger("factory.testbed")
+
+VOLUME_LABEL = "TESTBED 1 x86_64"
+# Bumped when the layout changes in a way the hashed inputs would not show.
+FORMAT = 1
+SUITE = "bookworm"
+DATA = Path(__file__).parent
+
+KERNEL_META = "linux-image-cloud-amd64"
+# Unpacked with dpkg -x into the installer's initramfs and the ISO's boot files.
+MEDIA_PACKAGES = (
+    "busybox-static",
+    "isolinux",
+    "syslinux-common",
+    # mke2fs for ext4 (busybox's makes ext2 only) and the libraries it links.
+    "e2fsprogs",
+    "libext2fs2",
+    "libcom-err2",
+    "libblkid1",
+    "libuuid1",
+    "libc6",
+)
+# The base system (images/install.img): sysvinit boots in seconds under TCG where systemd took 32 s
+# to a login prompt; busybox provides udhcpc for the EL7-style network service.
+BASE_PACKAGES = ("sysvinit-core", "openssh-server", "busybox", "extlinux", "e2fsprogs")
+# Real, small .debs for %packages, shipped under Packages/ (their dependencies are in the base).
+EXTRA_PACKAGES = ("tree", "less")
+# Loaded explicitly, in dependency order, by the installer and by the installed system's boot.
+MODULES = (
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_net",
+    "virtio_console",
+    "virtio_scsi",
+    "sd_mod",
+    "ata_piix",  # the CD-ROM of `-machine pc` (the cloud kernel has no ahci: use pc, not q35)
+    "sr_mod",
+    "cdrom",
+    "isofs",
+)
+SCRIPTS = (
+    "installer.sh",
+    "ksparse.sh",
+    "udhcpc.sh",
+    "rootfs/customize.sh",
+    "rootfs/network.sh",
+    "rootfs/sshd-keygen.sh",
+    "build.py",
+    "cpio.py",
+    "kmod.py",
+)
+ISOLINUX_CFG = """\
+default linux
+timeout 600
+
+label linux
+  menu label ^Install TESTBED 1
+  kernel vmlinuz
+  append initrd=initrd.img inst.stage2=hd:LABEL=TESTBED\\x201\\x20x86_64 quiet
+"""
+
+
+@dataclass(frozen=True)
+class Testbed:
+    """A built testbed medium. `kernel`/`initrd` are copies of isolinux/vmlinuz and initrd.img."""
+
+    iso: Path
+    sha256: str
+    volume_label: str
+    kernel_version: str
+    kernel: Path
+    initrd: Path
+    content_hash: str
+    base_packages: int
+    extra_packages: tuple[str, ...]
+
+
+@contextmanager
+def _step(name: str) -> Iterator[None]:
+    start = time.monotonic()
+    log.info("testbed: %s", name)
+    yield
+    log.info("testbed: %s done in %.1f s", name, time.monotonic() - start)
+
+
+def _apt_versions(packages: list[str]) -> dict[str, str]:
+    """Candidate version of each package, as apt on this host resolves it."""
+    out = tools.run(["apt-cache", "show", "--no-all-versions", *packages], timeout=120).stdout.decode()
+    versions: dict[str, str] = {}
+    name = ""
+    for line in out.splitlines():
+        if line.startswith("Package: "):
+            name = line.split(": ", 1)[1]
+        elif line.startswith("Version: ") and name:
+            versions[name] = line.split(": ", 1)[1]
+    missing = sorted(set(packages) - set(versions))
+    if missing:
+        raise ToolError(f"apt has no candidate for {', '.join(missing)}: run apt-get update")
+    return versions
+
+
+def _kernel_package() -> str:
+    """The versioned kernel package the linux-image-cloud-amd64 metapackage points at."""
+    out = tools.run(["apt-cache", "show", "--no-all-versions", KERNEL_META], timeout=120).stdout.decode()
+    for line in out.splitlines():
+        if line.startswith("Depends: "):
+            for dep in line.split(": ", 1)[1].split(","):
+                name = dep.strip().split(" ", 1)[0]
+                if name.startswith("linux-image-"):
+                    return name
+    raise ToolError(f"cannot find the kernel package {KERNEL_META} depends on")
+
+
+def content_hash(scripts: dict[str, bytes], versions: dict[str, str]) -> str:
+    """Hash of everything the ISO is made from (pure: unit-tested)."""
+    doc = {
+        "format": FORMAT,
+        "suite": SUITE,
+        "label": VOLUME_LABEL,
+        "media": list(MEDIA_PACKAGES),
+        "base": list(BASE_PACKAGES),
+        "extra": list(EXTRA_PACKAGES),
+        "modules": list(MODULES),
+        "scripts": {k: hashlib.sha256(v).hexdigest() for k, v in sorted(scripts.items())},
+        "versions": dict(sorted(versions.items())),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _read_scripts() -> dict[str, bytes]:
+    return {name: (DATA / name).read_bytes() for name in SCRIPTS}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_testbed(cache: Path | None = None, *, force: bool = False) -> Testbed:
+    """Build (or reuse from the cache) the testbed ISO and return where it is."""
+    kernel_pkg = _kernel_package()
+    versions = _apt_versions([kernel_pkg, *MEDIA_PACKAGES, *BASE_PACKAGES, *EXTRA_PACKAGES])
+    digest = content_hash(_read_scripts(), versions)
+    root = (cache or paths.cache_dir()) / "testbed"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / digest
+    meta = final / "testbed.json"
+    with FileLock(str(root / f"{digest}.lock"), timeout=900):
+        if meta.exists() and not force:
+            return _load(meta)
+        with tempfile.TemporaryDirectory(prefix=f"{digest[:12]}.", dir=root) as tmp:
+            testbed = _build(Path(tmp), final, digest, kernel_pkg, versions)
+        return testbed
+
+
+def _load(meta: Path) -> Testbed:
+    doc = json.loads(meta.read_text())
+    for key in ("iso", "kernel", "initrd"):
+        doc[key] = meta.parent / doc[key]
+    doc["extra_packages"] = tuple(doc["extra_packages"])
+    return Testbed(**doc)
+
+
+def _build(work: Path, final: Path, digest: str, kernel_pkg: str, versions: dict[str, str]) -> Testbed:
+    debs = work / "debs"
+    debs.mkdir()
+    unpacked = work / "unpacked"
+    tree = work / "iso"
+    with _step("download Debian packages"):
+        pins = [f"{p}={versions[p]}" for p in (kernel_pkg, *MEDIA_PACKAGES, *EXTRA_PACKAGES)]
+        tools.run(["apt-get", "download", *pins], cwd=debs, timeout=600)
+        for deb in sorted(debs.glob("*.deb")):
+            # One tree for all: the initramfs picks files out of it.
+            tools.run(["dpkg-deb", "-x", deb, unpacked], timeout=300)
+    kernel_version = kernel_pkg.removeprefix("linux-image-")
+    with _step("base root filesystem (mmdebstrap)"):
+        base_list = work / "base-packages.txt"
+        rootfs = work / "install.tar.gz"
+        tools.run(
+            [
+                "mmdebstrap",
+                "--variant=minbase",
+                '--aptopt=APT::Install-Recommends "false"',
+                # Documentation is dead weight in a CI guest and slows the unpack under TCG.
+                "--dpkgopt=path-exclude=/usr/share/doc/*",
+                "--dpkgopt=path-exclude=/usr/share/man/*",
+                "--dpkgopt=path-exclude=/usr/share/locale/*",
+                "--dpkgopt=path-exclude=/usr/share/info/*",
+                f"--include={','.join(BASE_PACKAGES)}",
+                f'--customize-hook=sh {DATA / "rootfs/customize.sh"} "$1" {DATA} {base_list}',
+                SUITE,
+                rootfs,
+            ],
+            timeout=900,
+        )
+        base_packages = [p for p in base_list.read_text().split() if p]
+    with _step("installer initramfs"):
+        initrd = gzip.compress(
+            cpio.archive(_initramfs_entries(unpacked, work / "initramfs", kernel_version)), 6
+        )
+    with _step("ISO tree"):
+        iso_linux = tree / "isolinux"
+        pxe = tree / "images" / "pxeboot"
+        iso_linux.mkdir(parents=True)
+        pxe.mkdir(parents=True)
+        (tree / "Packages").mkdir()
+        vmlinuz = unpacked / "boot" / f"vmlinuz-{kernel_version}"
+        for d in (iso_linux, pxe):
+            shutil.copyfile(vmlinuz, d / "vmlinuz")
+            (d / "initrd.img").write_bytes(initrd)
+        shutil.copyfile(unpacked / "usr/lib/ISOLINUX/isolinux.bin", iso_linux / "isolinux.bin")
+        shutil.copyfile(unpacked / "usr/lib/syslinux/modules/bios/ldlinux.c32", iso_linux / "ldlinux.c32")
+        (iso_linux / "isolinux.cfg").write_text(ISOLINUX_CFG)
+        shutil.move(rootfs, tree / "images" / "install.img")
+        (tree / "images" / "install.pkgs").write_text("".join(f"{p}\n" for p in base_packages))
+        for name in EXTRA_PACKAGES:
+            for deb in debs.glob(f"{name}_*.deb"):
+                shutil.copyfile(deb, tree / "Packages" / deb.name)
+        # Like EL7's: a timestamp, the release, the architecture (fixed: the ISO stays reproducible).
+        (tree / ".discinfo").write_text("1700000000.000000\n1\nx86_64\n")
+    with _step("ISO image (xorriso)"):
+        iso_tmp = work / "testbed.iso"
+        tools.run(
+            [
+                "xorriso",
+                "-as",
+                "mkisofs",
+                "-o",
+                iso_tmp,
+                "-V",
+                VOLUME_LABEL,
+                "-R",
+                "-J",
+                "-isohybrid-mbr",
+                unpacked / "usr/lib/ISOLINUX/isohdpfx.bin",
+                "-b",
+                "isolinux/isolinux.bin",
+                "-c",
+                "isolinux/boot.cat",
+                "-no-emul-boot",
+                "-boot-load-size",
+                "4",
+                "-boot-info-table",
+                tree,
+            ],
+            timeout=300,
+        )
+    # Publish: the files first, the metadata (what _load trusts) last, each by rename.
+    final.mkdir(parents=True, exist_ok=True)
+    (work / "vmlinuz").write_bytes(vmlinuz.read_bytes())
+    (work / "initrd.img").write_bytes(initrd)
+    for name in ("vmlinuz", "initrd.img", "testbed.iso"):
+        (work / name).replace(final / name)
+    testbed = Testbed(
+        iso=final / "testbed.iso",
+        sha256=_sha256(final / "testbed.iso"),
+        volume_label=VOLUME_LABEL,
+        kernel_version=kernel_version,
+        kernel=final / "vmlinuz",
+        initrd=final / "initrd.img",
+        content_hash=digest,
+        base_packages=len(base_packages),
+        extra_packages=EXTRA_PACKAGES,
+    )
+    doc = asdict(testbed)
+    for key in ("iso", "kernel", "initrd"):
+        doc[key] = Path(doc[key]).name
+    meta_tmp = work / "testbed.json"
+    meta_tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    meta_tmp.replace(final / "testbed.json")
+    return testbed
+
+
+def _initramfs_entries(unpacked: Path, root: Path, kernel_version: str) -> list[cpio.Entry]:
+    """Lay out the installer's initramfs in `root` and return its archive entries."""
+    for d in (
+        "bin",
+        "sbin",
+        "etc/testbed",
+        "lib",
+        "lib64",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "mnt",
+        "root",
+    ):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    busybox = root / "bin" / "busybox"
+    shutil.copyfile(unpacked / "bin" / "busybox", busybox)
+    busybox.chmod(0o755)
+    applets = tools.run([busybox, "--list"], timeout=30).stdout.decode().split()
+    for applet in applets:
+        link = root / "bin" / applet
+        if applet != "busybox" and not link.exists():
+            link.symlink_to("busybox")
+    # Real mke2fs: busybox's makes ext2 only. Its libraries come from the same Debian packages.
+    shutil.copyfile(unpacked / "sbin" / "mke2fs", root / "sbin" / "mke2fs")
+    (root / "sbin" / "mke2fs").chmod(0o755)
+    shutil.copyfile(unpacked / "etc" / "mke2fs.conf", root / "etc" / "mke2fs.conf")
+    libdir = root / "lib" / "x86_64-linux-gnu"
+    libdir.mkdir()
+    for pattern in (
+        "libext2fs.so.2*",
+        "libcom_err.so.2*",
+        "libblkid.so.1*",
+        "libuuid.so.1*",
+        "libe2p.so.2*",
+        "libc.so.6",
+    ):
+        for lib in (unpacked / "lib" / "x86_64-linux-gnu").glob(pattern):
+            target = libdir / lib.name
+            if lib.is_symlink():
+                target.symlink_to(lib.readlink())
+            else:
+                shutil.copyfile(lib, target)
+    shutil.copyfile(
+        unpacked / "lib" / "x86_64-linux-gnu" / "ld-linux-x86-64.so.2", libdir / "ld-linux-x86-64.so.2"
+    )
+    (libdir / "ld-linux-x86-64.so.2").chmod(0o755)
+    (root / "lib64" / "ld-linux-x86-64.so.2").symlink_to("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+    # Kernel modules, in load order.
+    kmoddir = unpacked / "lib" / "modules" / kernel_version
+    index = kmod.module_index(kmoddir)
+    order = kmod.load_order(list(MODULES), index, kmod.builtin_modules(kmoddir))
+    lines = []
+    for name in order:
+        rel = index[name].relative_to(kmoddir)
+        (root / "lib/modules" / kernel_version / rel.parent).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(index[name], root / "lib/modules" / kernel_version / rel)
+        lines.append(f"{rel.as_posix()}\n")
+    (root / "etc/testbed/modules").write_text("".join(lines))
+    for script in ("ksparse.sh", "udhcpc.sh"):
+        shutil.copyfile(DATA / script, root / "etc/testbed" / script)
+        (root / "etc/testbed" / script).chmod(0o755)
+    shutil.copyfile(DATA / "installer.sh", root / "init")
+    (root / "init").chmod(0o755)
+    # The kernel opens /dev/console for init before anything mounts devtmpfs.
+    console = cpio.Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
+    return [*cpio.tree_entries(root), console]

@@ -1,0 +1,615 @@
+#!/bin/sh
+# /init of the testbed initramfs (busybox ash). NOT anaconda: a stand-in installer so CI can run the
+# factory's whole pipeline without vendor media. It speaks anaconda's protocol where the factory listens:
+# stage lines on the serial console, timestamped lines on the virtio-serial port
+# org.fedoraproject.anaconda.log.0, anaconda's failure texts, and power-off on success.
+#
+# Two modes, chosen by the kernel command line:
+#   inst.ks=http://...   install onto /dev/vda from the kickstart (testbed.fail=crash|hang|panic|post
+#                        injects a failure)
+#   root=/dev/vdXN       the installed system's initramfs: load drivers, mount root, switch_root
+# See docs/testbed.md for the kickstart subset.
+
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+TAB=$(printf '\t')
+REPO=/run/install/repo
+SYSROOT=/mnt/sysimage
+KS=/run/install/ks.cfg
+PLAN=/run/install/ks.plan
+SCRIPTS=/run/install/scripts
+LOGFILE=/tmp/anaconda.log
+LOGPORT=""
+STAGE=startup
+
+# ---------------------------------------------------------------- output
+stamp() {
+	# busybox date has no %N: the centiseconds of the uptime stand in for the milliseconds.
+	read -r up _ </proc/uptime
+	cs=${up#*.}
+	echo "$(date +%H:%M:%S),${cs}0"
+}
+# logline LEVEL MESSAGE: one anaconda.log line to the log port and /tmp/anaconda.log.
+logline() {
+	l="$(stamp) $1 anaconda: $2"
+	echo "$l" >>"$LOGFILE"
+	[ -n "$LOGPORT" ] && echo "$l" >"$LOGPORT" 2>/dev/null
+	return 0
+}
+# say MESSAGE: a stage line on the console (= ttyS0 with console=ttyS0) and an INFO log line.
+say() {
+	echo "$*" >/dev/console
+	logline INFO "$*"
+}
+warn() {
+	echo "$*" >/dev/console
+	logline WARN "$*"
+}
+find_logport() {
+	for p in /sys/class/virtio-ports/*; do
+		[ -r "$p/name" ] || continue
+		if [ "$(cat "$p/name")" = org.fedoraproject.anaconda.log.0 ]; then
+			LOGPORT=/dev/${p##*/}
+			# The port node appears through devtmpfs; wait briefly rather than lose the first lines.
+			for _ in 1 2 3 4 5 6 7 8 9 10; do [ -c "$LOGPORT" ] && break; sleep 0.1; done
+			[ -c "$LOGPORT" ] || LOGPORT=""
+			[ -n "$LOGPORT" ] && cat "$LOGFILE" >"$LOGPORT" 2>/dev/null
+		fi
+	done
+}
+
+# ---------------------------------------------------------------- failure paths
+# Like anaconda after a fatal error: the message stays on screen and the machine does NOT power off,
+# so the factory classifies the failure from the console instead of mistaking it for success.
+stop_here() {
+	sync
+	while :; do sleep 3600; done
+}
+# crash WHAT: an unexpected failure, reported as a Python-style traceback (the factory's marker).
+crash() {
+	logline CRIT "$1"
+	{
+		echo "Traceback (most recent call last):"
+		echo "  File \"/usr/sbin/testbed-installer\", line 1, in <module>"
+		echo "    install()"
+		echo "  File \"/usr/sbin/testbed-installer\", line 1, in $STAGE"
+		echo "    $STAGE()"
+		echo "TestbedInstallerError: $1"
+	} | tee -a "$LOGFILE" >/dev/console
+	[ -n "$LOGPORT" ] && echo "$(stamp) CRIT anaconda: Traceback (most recent call last): TestbedInstallerError: $1" >"$LOGPORT"
+	echo "An unknown error has occured, look at the /tmp/anaconda-tb* file(s) for more details" >/dev/console
+	stop_here
+}
+# ks_error LINE MESSAGE: anaconda's text for a kickstart it cannot apply.
+ks_error() {
+	logline ERR "kickstart error on line $1: $2"
+	{
+		echo
+		echo "The following problem occurred on line $1 of the kickstart file:"
+		echo
+		echo "$2"
+		echo
+	} >/dev/console
+	stop_here
+}
+# run CMD...: run a step; a failure is a crash with the command's output in the log.
+run() {
+	out=$("$@" 2>&1)
+	rc=$?
+	[ -n "$out" ] && echo "$out" >>"$LOGFILE"
+	[ $rc -eq 0 ] || crash "command failed with status $rc: $* ${out:+-- $(echo "$out" | tail -n 3 | tr '\n' ' ')}"
+}
+
+# ---------------------------------------------------------------- early boot
+early_mounts() {
+	mount -t proc proc /proc
+	mount -t sysfs sysfs /sys
+	mount -t devtmpfs devtmpfs /dev 2>/dev/null
+	mkdir -p /run /tmp /mnt
+	mount -t tmpfs tmpfs /run
+}
+# The Debian cloud kernel has these as modules; load them in the dependency order computed at build time.
+load_modules() {
+	while read -r ko; do
+		insmod "/lib/modules/$(uname -r)/$ko" 2>>"$LOGFILE" || echo "insmod $ko failed" >>"$LOGFILE"
+	done </etc/testbed/modules
+}
+cmdline_arg() {
+	for a in $(cat /proc/cmdline); do
+		case "$a" in "$1"=*) echo "${a#*=}"; return 0 ;; esac
+	done
+	return 1
+}
+
+# ---------------------------------------------------------------- installed-system boot
+boot_installed() {
+	root=$(cmdline_arg root)
+	for _ in $(seq 50); do [ -b "$root" ] && break; sleep 0.1; done
+	mkdir -p /newroot
+	if ! mount -t ext4 -o ro "$root" /newroot; then
+		echo "testbed initramfs: cannot mount root $root; dropping to a shell" >/dev/console
+		exec sh </dev/console >/dev/console 2>&1
+	fi
+	mount --move /dev /newroot/dev
+	umount /run /sys /proc
+	exec switch_root /newroot /sbin/init
+}
+
+# ---------------------------------------------------------------- media, network, kickstart
+find_media() {
+	STAGE=find_media
+	mkdir -p "$REPO"
+	for _ in $(seq 100); do
+		for dev in /dev/sr* /dev/sd* /dev/vd*; do
+			[ -b "$dev" ] || continue
+			if mount -t iso9660 -o ro "$dev" "$REPO" 2>/dev/null; then
+				[ -f "$REPO/images/install.img" ] && { logline INFO "installation media found on $dev"; return 0; }
+				umount "$REPO"
+			fi
+		done
+		sleep 0.2
+	done
+	crash "no installation media with images/install.img found (is the ISO attached as a CD-ROM?)"
+}
+network_up() {
+	STAGE=network_up
+	ip link set lo up
+	for _ in $(seq 50); do [ -e /sys/class/net/eth0 ] && break; sleep 0.1; done
+	ip link set eth0 up 2>>"$LOGFILE"
+	say "Bringing up eth0 (DHCP)"
+	udhcpc -i eth0 -n -q -t 10 -T 1 -s /etc/testbed/udhcpc.sh >>"$LOGFILE" 2>&1 || warn "DHCP on eth0 failed"
+}
+# Like dracut's initqueue: keep trying for a long time (the server may come up late), with periodic
+# messages; the "Could not boot" warning comes only after 180 s, as in real dracut.
+fetch_kickstart() {
+	STAGE=fetch_kickstart
+	url=$1
+	say "Fetching kickstart from $url"
+	start=$(cut -d. -f1 /proc/uptime)
+	warned=0
+	while :; do
+		if wget -q -T 10 -O "$KS" "$url" 2>>"$LOGFILE"; then
+			logline INFO "kickstart fetched from $url ($(wc -l <"$KS") lines)"
+			return 0
+		fi
+		now=$(cut -d. -f1 /proc/uptime)
+		if [ $((now - start)) -ge 180 ] && [ $warned -eq 0 ]; then
+			warned=1
+			echo "dracut-initqueue[$$]: Warning: Could not boot." >/dev/console
+			echo "dracut-initqueue[$$]: Warning: Could not fetch kickstart from $url" >/dev/console
+			logline ERR "could not fetch kickstart from $url"
+		elif [ $warned -eq 0 ]; then
+			echo "dracut-initqueue[$$]: waiting for kickstart from $url ($((now - start)) s)" >/dev/console
+		fi
+		sleep 5
+	done
+}
+
+# ---------------------------------------------------------------- kickstart commands
+# opts LINE CMD "VALUE-OPTS" "FLAG-OPTS" WORDS...: sets O_<name> for each option (dashes as
+# underscores); leftover words go to $POS (tab-separated). An unknown option is a kickstart error,
+# as pykickstart reports it.
+opts() {
+	ln=$1 cmd=$2 vals=" $3 " flags=" $4 "
+	shift 4
+	for v in $OPTNAMES; do unset "O_$v"; done
+	OPTNAMES="" POS=""
+	while [ $# -gt 0 ]; do
+		a=$1
+		shift
+		case "$a" in
+		--*=*) name=${a%%=*} name=${name#--} val=${a#*=} ;;
+		--*)
+			name=${a#--}
+			case "$vals" in
+			*" $name "*)
+				[ $# -gt 0 ] || ks_error "$ln" "Option --$name of $cmd requires an argument"
+				val=$1
+				shift
+				;;
+			*) val=1 ;;
+			esac
+			;;
+		*) POS="$POS$a$TAB"; continue ;;
+		esac
+		case "$name" in *[!a-z0-9-]*) ks_error "$ln" "$cmd does not take argument --$name" ;; esac
+		case "$vals$flags" in *" $name "*) ;; *) ks_error "$ln" "$cmd does not take argument --$name" ;; esac
+		var=$(echo "$name" | tr - _)
+		OPTNAMES="$OPTNAMES $var"
+		eval "O_$var=\$val"
+	done
+}
+yesno() {
+	case "$2" in
+	yes | on | true | 1) echo yes ;;
+	no | off | false | 0) echo no ;;
+	*) ks_error "$1" "invalid boolean value: '$2'" ;;
+	esac
+}
+
+# Settings gathered from the kickstart (applied after the disk is ready, as anaconda does).
+NETWORKS="" ROOTPW="" ROOTLOCK=no USERS="" ENABLE="" DISABLE="" APPEND="" BOOTLOC=mbr TIMEOUT=1
+PART_FS=ext4 HAVE_STORAGE=no FINISH=halt PACKAGES="" HOSTNAME=""
+c_network() {
+	ln=$1
+	shift
+	opts "$ln" network "bootproto device onboot hostname ip netmask gateway nameserver ipv6 mtu ethtool essid" \
+		"activate noipv4 noipv6 nodefroute nodns" "$@"
+	bp=${O_bootproto:-dhcp}
+	case "$bp" in dhcp | bootp | static | query | ibft) ;; *) ks_error "$ln" "invalid bootproto: '$bp'" ;; esac
+	onboot=yes
+	[ -n "$O_onboot" ] && onboot=$(yesno "$ln" "$O_onboot")
+	[ -n "$O_hostname" ] && HOSTNAME=$O_hostname
+	dev=${O_device:-eth0}
+	case "$dev" in link | bootif) dev=eth0 ;; esac
+	[ "$bp" = static ] && [ -z "$O_ip" ] && ks_error "$ln" "Option --ip is required for --bootproto=static"
+	NETWORKS="$NETWORKS$dev:$bp:$onboot:${O_ip:-}:${O_netmask:-}:${O_gateway:-}$TAB"
+}
+c_rootpw() {
+	ln=$1
+	shift
+	opts "$ln" rootpw "" "iscrypted plaintext lock allow-ssh" "$@"
+	pw=$(echo "$POS" | cut -f1)
+	[ -z "$pw" ] && [ -z "$O_lock" ] && ks_error "$ln" "A single argument is expected for the rootpw command"
+	if [ -n "$pw" ] && [ -z "$O_iscrypted" ]; then pw=$(mkpasswd -m sha512 "$pw"); fi
+	ROOTPW=$pw
+	[ -n "$O_lock" ] && ROOTLOCK=yes
+	return 0
+}
+c_user() {
+	ln=$1
+	shift
+	opts "$ln" user "name password groups homedir shell uid gid gecos" "iscrypted plaintext lock" "$@"
+	[ -n "$O_name" ] || ks_error "$ln" "The name option is required for the user command"
+	pw=${O_password:-}
+	if [ -n "$pw" ] && [ -z "$O_iscrypted" ]; then pw=$(mkpasswd -m sha512 "$pw"); fi
+	[ -n "$O_lock" ] && pw="!$pw"
+	USERS="$USERS$O_name:${O_groups:-}:${O_homedir:-}:${O_shell:-}:${O_uid:-}:${O_gecos:-}:$pw$TAB"
+}
+c_services() {
+	ln=$1
+	shift
+	opts "$ln" services "enabled disabled" "" "$@"
+	[ -n "$O_enabled$O_disabled" ] || ks_error "$ln" "One of --disabled or --enabled must be provided."
+	ENABLE="$ENABLE $(echo "${O_enabled:-}" | tr , ' ')"
+	DISABLE="$DISABLE $(echo "${O_disabled:-}" | tr , ' ')"
+}
+c_bootloader() {
+	ln=$1
+	shift
+	opts "$ln" bootloader "append location timeout boot-drive driveorder password md5pass" \
+		"iscrypted leavebootorder nombr extlinux disabled" "$@"
+	APPEND=${O_append:-}
+	case "${O_location:-mbr}" in mbr | partition | none) BOOTLOC=${O_location:-mbr} ;; *)
+		ks_error "$ln" "invalid bootloader location: '$O_location'" ;;
+	esac
+	[ -n "$O_disabled" ] && BOOTLOC=none
+	[ -n "$O_timeout" ] && TIMEOUT=$O_timeout
+	return 0
+}
+check_fstype() {
+	case "$2" in ext4 | ext3 | ext2) PART_FS=$2 ;; *)
+		ks_error "$1" "The \"$2\" file system type is not supported." ;;
+	esac
+}
+c_part() {
+	ln=$1
+	shift
+	opts "$ln" part "fstype size maxsize ondisk ondrive label fsoptions asprimary onpart" \
+		"grow recommended noformat" "$@"
+	mp=$(echo "$POS" | cut -f1)
+	[ -n "$mp" ] || ks_error "$ln" "Mount point required for part"
+	case "$mp" in
+	/) check_fstype "$ln" "${O_fstype:-ext4}"; HAVE_STORAGE=yes ;;
+	swap | /boot | /boot/efi | biosboot) logline WARN "line $ln: part $mp ignored (the testbed puts everything on /)" ;;
+	*) ks_error "$ln" "The testbed installer only supports the / mount point, not $mp" ;;
+	esac
+}
+c_autopart() {
+	ln=$1
+	shift
+	opts "$ln" autopart "type fstype passphrase" "encrypted nolvm nohome noboot noswap" "$@"
+	[ -n "$O_encrypted" ] && ks_error "$ln" "autopart --encrypted is not supported by the testbed installer"
+	check_fstype "$ln" "${O_fstype:-ext4}"
+	HAVE_STORAGE=yes
+}
+read_plan() {
+	STAGE=read_kickstart
+	sh /etc/testbed/ksparse.sh "$KS" "$SCRIPTS" >"$PLAN" || crash "cannot read the kickstart"
+	while IFS="$TAB" read -r kind ln rest; do
+		IFS=$TAB
+		# shellcheck disable=SC2086 # splitting the tab-separated words is the point
+		set -f
+		set -- $rest
+		set +f
+		IFS=' '
+		case "$kind" in
+		E) ks_error "$ln" "$1" ;;
+		K)
+			case "$1" in
+			@* | -*) logline INFO "line $ln: %packages entry $1 skipped (no groups on the testbed media)" ;;
+			*) PACKAGES="$PACKAGES $1" ;;
+			esac
+			;;
+		P | S) ;;
+		X) logline INFO "line $ln: section $1 skipped by the testbed installer" ;;
+		C)
+			cmd=$1
+			shift
+			case "$cmd" in
+			network) c_network "$ln" "$@" ;;
+			rootpw) c_rootpw "$ln" "$@" ;;
+			user) c_user "$ln" "$@" ;;
+			services) c_services "$ln" "$@" ;;
+			bootloader) c_bootloader "$ln" "$@" ;;
+			part | partition) c_part "$ln" "$@" ;;
+			autopart) c_autopart "$ln" "$@" ;;
+			shutdown | poweroff) FINISH=poweroff ;;
+			reboot) FINISH=reboot ;;
+			halt) FINISH=halt ;;
+			text | cmdline | skipx | firstboot | eula | install | cdrom | zerombr | clearpart | ignoredisk | \
+				lang | keyboard | timezone | selinux | firewall | auth | authconfig | url | repo | logging | graphical)
+				logline INFO "line $ln: $cmd accepted, nothing to do on the testbed" ;;
+			*) logline WARN "line $ln: unknown kickstart command '$cmd' ignored by the testbed installer" ;;
+			esac
+			;;
+		esac
+	done <"$PLAN"
+	IFS=' '
+	if [ "$HAVE_STORAGE" = no ]; then logline WARN "no part / or autopart: using autopart"; fi
+	# Like anaconda's package check before anything touches the disk.
+	for p in $PACKAGES; do
+		set -- "$REPO"/Packages/"$p"_*.deb
+		if [ ! -f "$1" ]; then
+			logline ERR "packaging: Installation failed: package $p is not on the installation media"
+			{
+				echo
+				echo "You have specified that the package '$p' should be installed.  This package does not exist."
+				echo "packaging: Installation failed: missing package $p"
+			} >/dev/console
+			stop_here
+		fi
+	done
+}
+
+# ---------------------------------------------------------------- the install
+make_storage() {
+	STAGE=make_storage
+	[ -b /dev/vda ] || crash "no disk /dev/vda (the testbed installs onto a virtio disk)"
+	say "Creating disklabel on /dev/vda"
+	dd if=/dev/zero of=/dev/vda bs=1M count=1 2>/dev/null
+	# o: new DOS label; n p 1 <default> <default>: one primary partition over the disk; a: bootable
+	# (the syslinux MBR boots the active partition); w: write.
+	printf 'o\nn\np\n1\n\n\na\nw\n' | fdisk /dev/vda >>"$LOGFILE" 2>&1
+	for _ in $(seq 30); do [ -b /dev/vda1 ] && break; sleep 0.1; done
+	[ -b /dev/vda1 ] || crash "partition /dev/vda1 did not appear"
+	say "Creating $PART_FS on /dev/vda1"
+	# extlinux 6.04 cannot read ext4 with 64bit/metadata_csum_seed... keep the features it knows.
+	run mke2fs -q -F -t "$PART_FS" -O ^64bit,^metadata_csum -L root /dev/vda1
+	mkdir -p "$SYSROOT"
+	run mount -t "$PART_FS" /dev/vda1 "$SYSROOT"
+}
+install_base() {
+	STAGE=install_packages
+	base=$(wc -l <"$REPO/images/install.pkgs")
+	set -- $PACKAGES
+	total=$((base + $#))
+	say "Starting package installation process"
+	n=0
+	while read -r p; do
+		n=$((n + 1))
+		say "Installing $p ($n/$total)"
+	done <"$REPO/images/install.pkgs"
+	[ "$FAIL" = hang ] && { logline INFO "testbed.fail=hang: going silent"; while :; do sleep 3600; done; }
+	run tar -xzf "$REPO/images/install.img" -C "$SYSROOT"
+	for p in $PACKAGES; do
+		n=$((n + 1))
+		say "Installing $p ($n/$total)"
+		set -- "$REPO"/Packages/"$p"_*.deb
+		run cp "$1" "$SYSROOT/tmp/"
+		run chroot "$SYSROOT" dpkg -i "/tmp/${1##*/}"
+		rm -f "$SYSROOT/tmp/${1##*/}"
+	done
+}
+bind_mounts() {
+	for d in dev proc sys; do mount --bind "/$d" "$SYSROOT/$d"; done
+}
+configure() {
+	STAGE=configure
+	say "Performing post-installation setup tasks"
+	echo "/dev/vda1 / $PART_FS defaults 0 1" >"$SYSROOT/etc/fstab"
+	[ -n "$HOSTNAME" ] && echo "$HOSTNAME" >"$SYSROOT/etc/hostname"
+	mkdir -p "$SYSROOT/etc/sysconfig/network-scripts"
+	IFS=$TAB
+	for n in $NETWORKS; do
+		IFS=:
+		set -- $n
+		IFS=' '
+		# The same keys anaconda writes; the installed system's network service reads only these.
+		{
+			echo "TYPE=Ethernet"
+			if [ "$2" = static ]; then
+				echo "BOOTPROTO=none"
+				echo "IPADDR=$4"
+				[ -n "$5" ] && echo "NETMASK=$5"
+				[ -n "$6" ] && echo "GATEWAY=$6"
+			else
+				echo "BOOTPROTO=dhcp"
+			fi
+			echo "DEFROUTE=yes"
+			echo "NAME=$1"
+			echo "DEVICE=$1"
+			echo "ONBOOT=$3"
+		} >"$SYSROOT/etc/sysconfig/network-scripts/ifcfg-$1"
+		IFS=$TAB
+	done
+	IFS=' '
+	if [ -n "$ROOTPW" ]; then run chroot "$SYSROOT" usermod -p "$ROOTPW" root; fi
+	if [ "$ROOTLOCK" = yes ]; then
+		if [ -n "$ROOTPW" ]; then run chroot "$SYSROOT" usermod -L root; else run chroot "$SYSROOT" usermod -p '!' root; fi
+	fi
+	IFS=$TAB
+	for u in $USERS; do
+		IFS=:
+		set -- $u
+		IFS=' '
+		name=$1 groups=$2 home=$3 shell=$4 uid=$5 gecos=$6 pw=$7
+		for g in $(echo "$groups" | tr , ' '); do
+			# EL kickstarts say --groups=wheel; Debian has no wheel group, anaconda would create it too.
+			chroot "$SYSROOT" getent group "$g" >/dev/null || run chroot "$SYSROOT" groupadd "$g"
+		done
+		set -- -m
+		[ -n "$groups" ] && set -- "$@" -G "$groups"
+		[ -n "$home" ] && set -- "$@" -d "$home"
+		[ -n "$shell" ] && set -- "$@" -s "$shell"
+		[ -n "$uid" ] && set -- "$@" -u "$uid"
+		[ -n "$gecos" ] && set -- "$@" -c "$gecos"
+		[ -n "$pw" ] && set -- "$@" -p "$pw"
+		run chroot "$SYSROOT" useradd "$@" "$name"
+		IFS=$TAB
+	done
+	IFS=' '
+	for s in $ENABLE; do
+		# EL names its SSH service sshd; Debian's sysv script is ssh.
+		[ "$s" = sshd ] && s=ssh
+		if [ -x "$SYSROOT/etc/init.d/$s" ]; then
+			run chroot "$SYSROOT" update-rc.d "$s" defaults
+			run chroot "$SYSROOT" update-rc.d "$s" enable
+		else
+			logline ERR "services: cannot enable $s: no such service"
+		fi
+	done
+	for s in $DISABLE; do
+		[ "$s" = sshd ] && s=ssh
+		if [ -x "$SYSROOT/etc/init.d/$s" ]; then run chroot "$SYSROOT" update-rc.d "$s" disable; else
+			logline WARN "services: cannot disable $s: no such service"
+		fi
+	done
+	install_bootloader
+}
+install_bootloader() {
+	STAGE=install_bootloader
+	say "Installing boot loader"
+	kv=$(uname -r)
+	# The installed system boots the installer's kernel and this same initramfs in its root= mode.
+	run cp "$REPO/isolinux/vmlinuz" "$SYSROOT/boot/vmlinuz-$kv"
+	run cp "$REPO/isolinux/initrd.img" "$SYSROOT/boot/initrd.img-$kv"
+	mkdir -p "$SYSROOT/lib/modules"
+	cp -a "/lib/modules/$kv" "$SYSROOT/lib/modules/"
+	[ "$BOOTLOC" = none ] && { logline INFO "bootloader --location=none: no boot loader installed"; return 0; }
+	mkdir -p "$SYSROOT/boot/extlinux"
+	{
+		echo "DEFAULT linux"
+		echo "TIMEOUT $((TIMEOUT * 10))"
+		echo "LABEL linux"
+		echo "  KERNEL /boot/vmlinuz-$kv"
+		echo "  INITRD /boot/initrd.img-$kv"
+		echo "  APPEND root=/dev/vda1 ro $APPEND"
+	} >"$SYSROOT/boot/extlinux/extlinux.conf"
+	run chroot "$SYSROOT" extlinux --install /boot/extlinux
+	[ "$BOOTLOC" = mbr ] && run dd if="$SYSROOT/usr/lib/syslinux/mbr/mbr.bin" of=/dev/vda bs=440 count=1 conv=notrunc
+	return 0
+}
+run_post() {
+	STAGE=run_post_scripts
+	say "Running post-installation scripts"
+	while IFS="$TAB" read -r kind ln rest; do
+		[ "$kind" = S ] || continue
+		IFS=$TAB
+		set -f
+		set -- $rest
+		set +f
+		IFS=' '
+		n=$1
+		shift
+		opts "$ln" %post "interpreter log logfile" "erroronfail nochroot" "$@"
+		interp=${O_interpreter:-/bin/sh}
+		log=${O_log:-${O_logfile:-}}
+		script=$SCRIPTS/ks-script-$n
+		logline INFO "Running kickstart %post script (line $ln)"
+		if [ "$FAIL" = post ]; then
+			# testbed.fail=post: the script fails as if its last command had exited 1.
+			echo "exit 1" >>"$script"
+			O_erroronfail=1
+		fi
+		if [ -n "$O_nochroot" ]; then
+			out=/tmp/ks-script-$n.log
+			"$interp" "$script" >"$out" 2>&1
+			rc=$?
+			[ -n "$log" ] && cp "$out" "$log"
+		else
+			cp "$script" "$SYSROOT/tmp/ks-script-$n"
+			chroot "$SYSROOT" "$interp" "/tmp/ks-script-$n" >"$SYSROOT/tmp/ks-script-$n.log" 2>&1
+			rc=$?
+			out=$SYSROOT/tmp/ks-script-$n.log
+			[ -n "$log" ] && cp "$out" "$SYSROOT$log"
+			rm -f "$SYSROOT/tmp/ks-script-$n"
+		fi
+		cat "$out" >>"$LOGFILE"
+		if [ $rc -ne 0 ]; then
+			logline ERR "Error code $rc running the kickstart script at line $ln"
+			if [ -n "$O_erroronfail" ]; then
+				{
+					echo "Error code $rc running the kickstart script at line $ln"
+					echo "%post scripts failed"
+					echo "There was an error running the kickstart script at line $ln.  This is a fatal error and"
+					echo "installation will be aborted.  The details of this error are:"
+					echo
+					tail -n 20 "$out"
+				} >/dev/console
+				stop_here
+			fi
+		fi
+		rm -f "$SYSROOT/tmp/ks-script-$n.log"
+	done <"$PLAN"
+	IFS=' '
+}
+finish() {
+	STAGE=finish
+	mkdir -p "$SYSROOT/var/log/anaconda"
+	cp "$KS" "$SYSROOT/root/anaconda-ks.cfg"
+	chmod 600 "$SYSROOT/root/anaconda-ks.cfg"
+	cp "$LOGFILE" "$SYSROOT/var/log/anaconda/anaconda.log"
+	say "Installation complete."
+	for d in dev proc sys; do umount "$SYSROOT/$d" 2>/dev/null; done
+	umount "$SYSROOT" || crash "cannot unmount $SYSROOT"
+	umount "$REPO" 2>/dev/null
+	sync
+	case "$FINISH" in
+	poweroff) say "Powering off"; poweroff -f ;;
+	reboot) say "Rebooting"; reboot -f ;;
+	*) say "Halting: the kickstart has no shutdown, poweroff or reboot"; stop_here ;;
+	esac
+	stop_here
+}
+
+install() {
+	FAIL=$(cmdline_arg testbed.fail)
+	ks=$(cmdline_arg inst.ks)
+	find_logport
+	say "Starting installer, one moment..."
+	say "testbed installer for TESTBED 1 (a stand-in for anaconda) started on kernel $(uname -r)"
+	find_media
+	case "$ks" in
+	http://* | https://*) network_up; fetch_kickstart "$ks" ;;
+	"") crash "no inst.ks= on the kernel command line: the testbed installer only runs kickstart installs" ;;
+	*) crash "unsupported inst.ks=$ks (the testbed fetches http:// only)" ;;
+	esac
+	[ "$FAIL" = panic ] && { say "testbed.fail=panic: crashing the kernel"; echo c >/proc/sysrq-trigger; exit 1; }
+	mkdir -p "$SCRIPTS"
+	read_plan
+	make_storage
+	[ "$FAIL" = crash ] && crash "testbed.fail=crash requested on the kernel command line"
+	install_base
+	bind_mounts
+	configure
+	run_post
+	finish
+}
+
+early_mounts
+: >"$LOGFILE"
+load_modules
+if cmdline_arg root >/dev/null && ! cmdline_arg inst.ks >/dev/null; then
+	boot_installed
+fi
+install

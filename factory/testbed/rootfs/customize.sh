@@ -1,0 +1,25 @@
+#!/bin/sh
+# mmdebstrap customize hook for the testbed's base root filesystem: customize.sh ROOT DATA_DIR PKGLIST
+# Runs on the build host with ROOT = the finished chroot; DATA_DIR = factory/testbed; PKGLIST = a host
+# file that receives the installed package names.
+set -eu
+root=$1
+data=$2
+pkglist=$3
+install -m 0755 "$data/rootfs/network.sh" "$root/etc/init.d/network"
+install -m 0755 "$data/rootfs/sshd-keygen.sh" "$root/etc/init.d/sshd-keygen"
+install -d "$root/etc/testbed" "$root/etc/sysconfig/network-scripts"
+install -m 0755 "$data/udhcpc.sh" "$root/etc/testbed/udhcpc.sh"
+chroot "$root" update-rc.d network defaults
+chroot "$root" update-rc.d sshd-keygen defaults
+# Every install must get its own host keys: sshd-keygen makes them on first boot.
+rm -f "$root"/etc/ssh/ssh_host_*
+# Root logs in by key only (the Debian default, stated so a changed default cannot surprise verify).
+echo "PermitRootLogin prohibit-password" >"$root/etc/ssh/sshd_config.d/testbed.conf"
+# Skip work a CI guest never needs at boot: no console getty respawn storms on absent ttys.
+sed -i -e '/^[2-6]:23:respawn/d' -e 's/^1:2345:respawn:.*/T0:23:respawn:\/sbin\/getty -L ttyS0 115200 vt100/' \
+	"$root/etc/inittab"
+echo testbed >"$root/etc/hostname"
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+# The package list the installer prints as "Installing <pkg> (N/M)".
+chroot "$root" dpkg-query -W -f '${Package}\n' >"$pkglist"
