@@ -1,0 +1,83 @@
+"""A small ISO laid out like EL7 install media, with Debian's real isolinux (for media and remaster tests).
+
+Importable from every test folder: tests/ is on sys.path because tests/conftest.py lives there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from factory import tools
+
+ISOLINUX_BIN = Path("/usr/lib/ISOLINUX/isolinux.bin")
+LDLINUX_C32 = Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")
+LABEL = "CentOS 7 x86_64"
+
+# The shape of CentOS 7.2's isolinux.cfg: vesamenu, a 60 s timeout, no serial line, media check as default.
+EL7_ISOLINUX_CFG = """\
+default vesamenu.c32
+timeout 600
+
+display boot.msg
+
+menu clear
+menu title CentOS 7
+menu vshift 8
+
+label linux
+  menu label ^Install CentOS 7
+  kernel vmlinuz
+  append initrd=initrd.img inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64 quiet
+
+label check
+  menu label Test this ^media & install CentOS 7
+  menu default
+  kernel vmlinuz
+  append initrd=initrd.img inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64 rd.live.check quiet
+"""
+
+EL7_GRUB_CFG = """\
+set default="1"
+
+function load_video {
+  insmod all_video
+}
+
+set timeout=60
+search --no-floppy --set=root -l 'CentOS 7 x86_64'
+
+menuentry 'Install CentOS 7' --class fedora --class gnu-linux --class gnu --class os {
+\tlinuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64 quiet
+\tinitrdefi /images/pxeboot/initrd.img
+}
+"""
+
+
+def make_el7_iso(work: Path, *, label: str = LABEL, joliet: bool = True) -> Path:
+    """Build `work/el7.iso`: isolinux/{isolinux.bin,ldlinux.c32,isolinux.cfg,vmlinuz,initrd.img}, EFI/BOOT/grub.cfg,
+    .discinfo and a file with a long mixed-case name (Rock Ridge/Joliet only)."""
+    tree = work / "tree"
+    (tree / "isolinux").mkdir(parents=True)
+    (tree / "EFI" / "BOOT").mkdir(parents=True)
+    (tree / "images" / "pxeboot").mkdir(parents=True)
+    (tree / "isolinux" / "isolinux.bin").write_bytes(ISOLINUX_BIN.read_bytes())
+    (tree / "isolinux" / "ldlinux.c32").write_bytes(LDLINUX_C32.read_bytes())
+    (tree / "isolinux" / "isolinux.cfg").write_text(EL7_ISOLINUX_CFG)
+    (tree / "isolinux" / "boot.msg").write_text("\nCentOS 7 installer\n")
+    (tree / "isolinux" / "vmlinuz").write_bytes(b"not a kernel\n")
+    (tree / "isolinux" / "initrd.img").write_bytes(b"not an initrd\n")
+    (tree / "EFI" / "BOOT" / "grub.cfg").write_text(EL7_GRUB_CFG)
+    (tree / "images" / "pxeboot" / "vmlinuz").write_bytes(b"not a kernel\n")
+    (tree / ".discinfo").write_text("1446838339.555000\n7\nx86_64\n")
+    (tree / "RPM-GPG-KEY-CentOS-Testing-7").write_text("key\n")
+    iso = work / "el7.iso"
+    tools.run(
+        [
+            "xorriso", "-as", "mkisofs", "-quiet", "-R", *(["-J"] if joliet else []), "-V", label,
+            "-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat",
+            "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table",
+            "-o", iso, tree,
+        ],
+        timeout=120,
+    )  # fmt: skip
+    return iso
