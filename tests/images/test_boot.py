@@ -1,0 +1,19 @@
+"""Boot: the serial console must be on the kernel command line, or a cloud's console log shows nothing."""
+
+from __future__ import annotations
+
+import pytest
+from testinfra.host import Host
+
+from factory.checks import console_args
+from factory.spec import Expect
+
+
+def test_serial_console(host: Host, expect: Expect) -> None:
+    if not expect.serial_console:
+        pytest.skip("the spec's expect.serial_console is false")
+    cmdline = host.file("/proc/cmdline").content_string
+    consoles = console_args(cmdline)
+    assert any(c.startswith("ttyS0") for c in consoles), (
+        f"no console=ttyS0 in /proc/cmdline: {cmdline.strip()}"
+    )
