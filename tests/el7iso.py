@@ -54,8 +54,8 @@ menuentry 'Install CentOS 7' --class fedora --class gnu-linux --class gnu --clas
 
 
 def make_el7_iso(work: Path, *, label: str = LABEL, joliet: bool = True) -> Path:
-    """Build `work/el7.iso`: isolinux/{isolinux.bin,ldlinux.c32,isolinux.cfg,vmlinuz,initrd.img}, EFI/BOOT/grub.cfg,
-    .discinfo and a file with a long mixed-case name (Rock Ridge/Joliet only)."""
+    """Build `work/el7.iso`: isolinux/{isolinux.bin,ldlinux.c32,isolinux.cfg,vmlinuz,initrd.img},
+    EFI/BOOT/grub.cfg, .discinfo and a file with a long mixed-case name (Rock Ridge/Joliet only)."""
     tree = work / "tree"
     (tree / "isolinux").mkdir(parents=True)
     (tree / "EFI" / "BOOT").mkdir(parents=True)
