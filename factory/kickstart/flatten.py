@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from factory.errors import InputError
-from factory.spec import read_text_file
+from factory.spec import Spec, read_text_file
+
+# The kernel switch of Oracle Linux kickstarts (see kickstarts/common/kernel-rhck.ks): with `keep_uek: true`
+# the factory serves the kickstart with this include target swapped.
+KERNEL_SWITCH = {"common/kernel-rhck.ks": "common/kernel-uek.ks"}
 
 
 class KickstartInputError(InputError):
@@ -78,24 +83,31 @@ def _include_target(line: str) -> str | None:
     return args[1] if len(args) > 1 else ""
 
 
-def flatten(path: Path) -> Flattened:
+def flatten(path: Path, swaps: Mapping[str, str] | None = None) -> Flattened:
     """Read `path` and inline its %include tree.
+
+    `swaps` maps an %include target, exactly as written, to the one to include instead.
 
     Raises KickstartInputError (exit 2) for a missing, unreadable, empty or binary file, a missing include
     (naming the including file:line) and an include loop (naming the chain).
     """
     root = Path(os.path.abspath(path))
+    wanted = dict(swaps or {})
     out: list[str] = []
     origins: list[tuple[Path, int]] = []
     files: list[Path] = []
     # The chain of (file, line of its %include) currently open, for loop detection and messages.
     stack: list[tuple[Path, int]] = []
+    swapped: set[str] = set()
 
     def visit(file: Path, text: str) -> None:
         if file not in files:
             files.append(file)
         for number, line in enumerate(text.splitlines(), start=1):
             target = _include_target(line)
+            if target and target in wanted:
+                target = wanted[target]
+                swapped.add(target)
             if not target:
                 # Ordinary lines, and a bare `%include` that pykickstart reports itself with this line.
                 out.append(line)
@@ -125,9 +137,27 @@ def flatten(path: Path) -> Flattened:
         # Keep the path as the user typed it (read_text_file got the absolute one).
         raise KickstartInputError(exc.message.replace(str(root), display_path(root), 1)) from None
     visit(root, text)
+    unused = sorted(k for k, v in wanted.items() if v not in swapped)
+    if unused:
+        raise KickstartInputError(
+            f"{display_path(root)}: has no `%include {unused[0]}` line to swap for {wanted[unused[0]]}"
+        )
     return Flattened(
         root=root,
         text="".join(f"{line}\n" for line in out),
         lines=tuple(origins),
         files=tuple(files),
     )
+
+
+def flatten_for_spec(spec: Spec) -> Flattened:
+    """The kickstart exactly as the factory serves it for `spec` (the kernel switch applied)."""
+    swaps = KERNEL_SWITCH if spec.keep_uek else None
+    try:
+        return flatten(spec.kickstart_path, swaps)
+    except KickstartInputError as exc:
+        if spec.keep_uek and "to swap for" in exc.message:
+            raise KickstartInputError(
+                f"{display_path(spec.source)}: keep_uek: true, but {exc.message} (see kickstarts/ol72.ks)"
+            ) from None
+        raise
