@@ -1,0 +1,87 @@
+"""`factory verify SPEC [--image PATH] [--build BUILD_DIR]`: boot an image and run its acceptance suite.
+
+The result goes into the build record (stage "verify"), bound to the image's sha256: that is what the
+promotion gate reads. Exit 0 when every check passed, 6 when the image did not boot or a check failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from factory import checks, paths, sshkey
+from factory.errors import UsageError, VerifyError
+from factory.record import BuildDir
+from factory.spec import Spec, load_spec
+
+out = Console(highlight=False, soft_wrap=True)
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "verify",
+        help="boot an image on a throw-away overlay and run its acceptance tests (tests/images)",
+        description="Boot the image headless, log in with the build's SSH key and run tests/images with "
+        "testinfra. With no --build, the newest build of the spec under the build root.",
+    )
+    p.add_argument("spec", nargs="?", type=Path, metavar="SPEC", help="the image's spec (specs/*.yaml)")
+    p.add_argument("--image", type=Path, help="the disk to verify (default: BUILD_DIR/disk.qcow2)")
+    p.add_argument("--build", type=Path, metavar="BUILD_DIR", help="the build whose key logs in")
+    p.add_argument("--list", action="store_true", help="list the acceptance checks (names for expect.skip)")
+    p.set_defaults(func=run)
+
+
+def newest_build(root: Path, spec_name: str) -> Path:
+    builds = sorted(p for p in (root / spec_name).glob("*") if (p / "record.json").is_file())
+    if not builds:
+        raise UsageError(f"no build of {spec_name} under {root}: give --build BUILD_DIR")
+    return builds[-1]
+
+
+def run_verify(spec: Spec, build: BuildDir, image: Path) -> int:
+    from factory.verify import verify
+
+    # Before anything boots: a skip naming an unknown check is a spec mistake.
+    checks.require_known_skips(spec)
+    try:
+        key = sshkey.load(build.path)
+    except FileNotFoundError:
+        raise VerifyError(
+            f"{build.path}: no build key (build-key.pub): the image was sealed or not installed by this build"
+        ) from None
+    started = time.monotonic()
+    with build.stage_run("verify") as holder:
+        result = verify(spec, image, build, key=key)
+        holder["result"] = result
+    s = result.summary
+    out.print(
+        f"{spec.name}: {s.passed} passed, {s.failed} failed, {s.skipped} skipped, {s.errors} errors "
+        f"(SSH after {result.ssh_ready_s:.1f} s, suite {result.suite_s:.1f} s); report: {result.junit}"
+    )
+    if not result.passed:
+        message = f"{spec.name}: the image failed its acceptance tests ({s.failed} failed, {s.errors} errors)"
+        # Recorded as failed *with* its counts, so the gate refuses it and the record says why.
+        build.record_stage("verify", "failed", result=result, started=started, error=message)
+        raise VerifyError(message, artifacts=(result.junit, result.junit.with_name("pytest.log")))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        for check in checks.CHECKS:
+            out.print(f"{check.name:24} {check.description}")
+        return 0
+    if args.spec is None:
+        raise UsageError("factory verify: give a SPEC (or --list)")
+    spec = load_spec(args.spec)
+    checks.require_known_skips(spec)
+    build_path = args.build or newest_build(paths.build_root(), spec.name)
+    build = BuildDir.open(build_path)
+    image = args.image or build.path / "disk.qcow2"
+    if not image.is_file():
+        raise UsageError(f"{image}: no such image (give --image PATH)")
+    return run_verify(spec, build, image)
