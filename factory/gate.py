@@ -42,7 +42,9 @@ def require_verified(build: BuildDir, image_sha256: str) -> None:
     if image_sha256 == sealed:
         return
     export = build.stage("export") or {}
-    for art in (export.get("result") or {}).get("artifacts", []):
+    # Only a finished export counts: a failed or interrupted one may list artifacts that are half written.
+    artifacts = (export.get("result") or {}).get("artifacts", []) if export.get("status") == "ok" else []
+    for art in artifacts:
         if art.get("sha256") == image_sha256 and art.get("source_sha256") == sealed:
             return
     raise VerifyError(
