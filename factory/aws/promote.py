@@ -252,11 +252,15 @@ class _Run:
     def promote(self, raw: Path, image_sha256: str) -> PromoteResult:
         self.manifest.set_state("running")
         ids = self.preflight()
-        source_ami, source_snaps = self.ensure_source(raw, image_sha256)
-        self.share_source(source_ami, source_snaps, ids)
-        for target in self.aws.targets:
-            for region in target.regions:
-                self.ensure_copy(target.profile, region, source_ami, image_sha256)
+        if self.manifest.source.get("ami_state") == "deregistered" and self.copies_exist():
+            # An earlier run got past the copies and retired the source: nothing to upload again.
+            source_ami = self.manifest.source["ami_id"]
+        else:
+            source_ami, source_snaps = self.ensure_source(raw, image_sha256)
+            self.share_source(source_ami, source_snaps, ids)
+            for target in self.aws.targets:
+                for region in target.regions:
+                    self.ensure_copy(target.profile, region, source_ami, image_sha256)
         self.wait_copies()
         ssm: dict[str, dict[str, str]] = {}
         for target in self.aws.targets:
@@ -268,6 +272,15 @@ class _Run:
         retired = [*self.retire_source(), *self.retire_old()]
         self.manifest.set_state("complete")
         return PromoteResult(self.manifest.path, self.manifest.amis(), ssm, source_ami, tuple(retired))
+
+    def copies_exist(self) -> bool:
+        for target in self.aws.targets:
+            for region in target.regions:
+                ami = self.manifest.copy(target.profile, region).get("ami_id")
+                image = self.describe_image(self.accounts[target.profile].ec2(region), ami) if ami else None
+                if image is None or image.get("State") not in ("available", "pending"):
+                    return False
+        return True
 
     def preflight(self) -> dict[str, str]:
         """Account id of every profile, and every region's KMS key resolved: all before any upload."""

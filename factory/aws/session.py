@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,8 @@ class AwsSettings:
     read_timeout: float = 120
     # botocore "standard" retries (throttling, 5xx, connection errors), per call.
     max_attempts: int = 5
+    # Called with every new botocore session: for event hooks (tests record and fault requests with it).
+    session_hook: Callable[[botocore.session.Session], None] | None = None
 
     def botocore_config(self) -> Config:
         return Config(
@@ -103,6 +106,8 @@ def open_account(profile: str, settings: AwsSettings) -> Account:
         core.set_config_variable("config_file", str(settings.config_file))
     if settings.credentials_file is not None:
         core.set_config_variable("credentials_file", str(settings.credentials_file))
+    if settings.session_hook is not None:
+        settings.session_hook(core)
     try:
         session = boto3.Session(botocore_session=core, profile_name=profile)
     except ProfileNotFound:
