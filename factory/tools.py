@@ -24,6 +24,13 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "cpio": ("cpio", "cpio"),
     "ssh": ("openssh-client", "openssh-clients"),
     "ssh-keygen": ("openssh-client", "openssh-clients"),
+    "qemu-io": ("qemu-utils", "qemu-img"),
+    # Files, not programs (hostdeps checks an absolute path for existence): the testbed's BIOS boot loader.
+    # Fedora/RHEL ship them as /usr/share/syslinux/{isolinux.bin,ldlinux.c32}.
+    "/usr/lib/ISOLINUX/isolinux.bin": ("isolinux", "syslinux"),
+    "/usr/lib/syslinux/modules/bios/ldlinux.c32": ("syslinux-common", "syslinux"),
+    # UEFI firmware for vm.firmware: uefi (Fedora/RHEL: /usr/share/edk2/ovmf/).
+    "/usr/share/ovmf/OVMF.fd": ("ovmf", "edk2-ovmf"),
 }
 
 
