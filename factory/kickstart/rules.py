@@ -143,10 +143,13 @@ def uek_is_default(ctx: Context) -> bool:
     )
 
 
-def _packages_line(ctx: Context) -> int:
-    for number, line in enumerate(ctx.flat.text.splitlines(), start=1):
-        if line.split()[:1] == ["%packages"]:
-            return number
+def _uek_line(ctx: Context) -> int:
+    """The line that installs UEK (`kernel-uek` in %packages), else the first %packages header, else 0."""
+    lines = ctx.flat.text.splitlines()
+    for wanted in ("kernel-uek", "%packages"):
+        for number, line in enumerate(lines, start=1):
+            if line.split()[:1] == [wanted]:
+                return number
     return 0
 
 
@@ -157,7 +160,7 @@ def uek_default_vm_import(ctx: Context) -> Iterator[Hit]:
     if spec.aws.upload is UploadMethod.VM_IMPORT and uek_is_default(ctx):
         why = "keep_uek: true serves common/kernel-uek.ks" if spec.keep_uek else "kernel-uek is not excluded"
         yield (
-            _packages_line(ctx),
+            _uek_line(ctx),
             (
                 f"UEK is the default kernel ({why}) but aws.upload is vm-import, which AWS rejects for UEK: "
                 "set keep_uek: false (exclude -kernel-uek) or use aws.upload: ebs-direct"

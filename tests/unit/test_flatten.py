@@ -145,3 +145,16 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(Path, "read_bytes", deny)
     with pytest.raises(KickstartInputError, match="is not readable"):
         flatten(tmp_path / "m.ks")
+
+
+def test_swaps_replace_an_include_target(tmp_path: Path) -> None:
+    write(tmp_path, {"m.ks": "text\n%include k/a.ks\n", "k/a.ks": "lang A\n", "k/b.ks": "lang B\n"})
+    flat = flatten(tmp_path / "m.ks", {"k/a.ks": "k/b.ks"})
+    assert flat.text == "text\nlang B\n"
+    assert flat.origin(2) == (tmp_path / "k/b.ks", 1)
+
+
+def test_a_swap_without_its_include_line_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, {"m.ks": "text\n"})
+    with pytest.raises(KickstartInputError, match=r"has no `%include k/a\.ks` line to swap for k/b\.ks"):
+        flatten(tmp_path / "m.ks", {"k/a.ks": "k/b.ks"})
