@@ -1,0 +1,93 @@
+"""`factory doctor`: is this host ready to build? QEMU, accelerator, host tools (with packages), cache.
+
+Exit status: 0 when every required tool is present, 3 otherwise (optional ones only warn).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+
+from factory import doctor
+from factory.errors import EXIT_OK, EXIT_TOOL
+from factory.hostdeps import Missing, install_command
+from factory.record import to_jsonable
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "doctor",
+        help="check this host: QEMU, KVM/TCG, host tools, cache",
+        description="Report QEMU, the accelerator verdict, each host tool (with the package that provides "
+        "it) and the cache. Exit status: 0 ready, 3 a required tool is missing.",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def report_json(report: doctor.Report) -> dict[str, Any]:
+    doc: dict[str, Any] = to_jsonable(report)
+    doc["ok"] = report.ok
+    doc["missing_required"] = [t.name for t in report.missing_required]
+    for entry, status in zip(doc["tools"], report.tools, strict=True):
+        entry["required"] = status.required
+    return doc
+
+
+def print_report(report: doctor.Report, out: Console) -> None:
+    out.print(f"QEMU: {report.qemu_version} ({report.qemu_path or 'not found'})")
+    a = report.accel
+    kvm = "absent" if not a.kvm_device else ("present" if a.kvm_accessible else "present, not accessible")
+    out.print(
+        f"Accelerator: /dev/kvm {kvm}; probe verdict: {a.probe_verdict}; vm.accel auto uses: {a.auto_uses}"
+    )
+    out.print("Host tools:")
+    width = max(len(t.name) for t in report.tools)
+    for t in report.tools:
+        if t.path:
+            out.print(f"  [green]ok[/]       {t.name:<{width}}  {t.needed_for:<8}  {t.version}", markup=True)
+        else:
+            mark = "[red]MISSING[/]" if t.required else "[yellow]missing[/]"
+            out.print(
+                f"  {mark}  {t.name:<{width}}  {t.needed_for:<8}  package: {t.deb} (Debian/Ubuntu), "
+                f"{t.rpm} (Fedora/RHEL)",
+                markup=True,
+            )
+    c = report.cache
+    out.print(f"Cache: {c.path} ({_size(c.size)} used)")
+    for iso in c.isos:
+        out.print(f"  ISO {iso.path.name}  {_size(iso.size)}  sha256 verified")
+    for key, sha in c.verified_local:
+        out.print(f"  local ISO {key.split('|')[0]}  sha256 {sha[:16]}… verified")
+    if c.remastered:
+        out.print(f"  {len(c.remastered)} remastered ISO(s) in {c.path / 'remastered'}")
+    missing = [Missing(t.name, t.deb, t.rpm) for t in report.tools if t.path is None]
+    if missing:
+        deb, rpm = (" ".join(install_command(missing, f)) for f in ("debian", "fedora"))
+        out.print(f"Install them with: {deb}  (Debian/Ubuntu)  or  {rpm}  (Fedora/RHEL)", markup=False)
+    out.print(
+        "ready"
+        if report.ok
+        else "[red]not ready:[/] missing " + ", ".join(t.name for t in report.missing_required)
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    report = doctor.diagnose()
+    if args.json:
+        print(json.dumps(report_json(report), indent=2))
+    else:
+        print_report(report, Console(highlight=False, soft_wrap=True))
+    return EXIT_OK if report.ok else EXIT_TOOL

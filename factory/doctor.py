@@ -1,0 +1,189 @@
+"""What this host has for building images: QEMU, the accelerator verdict, each host tool, the cache.
+
+`diagnose()` gathers it into one frozen report; `factory doctor` prints it (or --json) and exits 3 when a
+required tool is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from factory import hostdeps, media, paths, tools
+from factory.errors import ToolError
+
+KVM_DEVICE = Path("/dev/kvm")
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    # "required" for every build, else what needs it ("testbed", "export tests", "uefi").
+    needed_for: str
+    version_args: tuple[str, ...] = ("--version",)
+
+
+# In report order. Absolute paths are files (boot loaders, firmware), not programs.
+TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec("qemu-system-x86_64", "required"),
+    ToolSpec("qemu-img", "required"),
+    ToolSpec("xorriso", "required", ("-version",)),
+    ToolSpec("ssh", "required", ("-V",)),
+    ToolSpec("ssh-keygen", "required", ()),
+    ToolSpec("mmdebstrap", "testbed"),
+    ToolSpec("cpio", "testbed"),
+    ToolSpec("mkfs.ext4", "testbed", ("-V",)),
+    ToolSpec("/usr/lib/ISOLINUX/isolinux.bin", "testbed", ()),
+    ToolSpec("/usr/lib/syslinux/modules/bios/ldlinux.c32", "testbed", ()),
+    ToolSpec("/usr/share/ovmf/OVMF.fd", "uefi", ()),
+)
+
+
+@dataclass(frozen=True)
+class ToolStatus:
+    name: str
+    needed_for: str
+    path: str | None  # None: missing
+    version: str  # first line of its version output, "present" when it has none, "missing"
+    deb: str
+    rpm: str
+
+    @property
+    def required(self) -> bool:
+        return self.needed_for == "required"
+
+
+@dataclass(frozen=True)
+class AccelStatus:
+    kvm_device: bool  # /dev/kvm exists
+    kvm_accessible: bool  # ... and this user may open it
+    # "kvm", "tcg" (a probe boot did not come up under KVM), "not probed yet", or "probe unavailable".
+    probe_verdict: str
+    # What a build with vm.accel: auto would use now.
+    auto_uses: str
+
+
+@dataclass(frozen=True)
+class CachedIso:
+    path: Path
+    size: int
+    sha256: str  # verified before the file got its name
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    path: Path
+    size: int  # bytes in the whole cache
+    isos: tuple[CachedIso, ...]
+    remastered: tuple[Path, ...]
+    # Local ISOs whose sha256 was verified: "path|size|mtime_ns" -> sha256.
+    verified_local: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Report:
+    qemu_path: str | None
+    qemu_version: str
+    accel: AccelStatus
+    tools: tuple[ToolStatus, ...]
+    cache: CacheStatus
+
+    @property
+    def missing_required(self) -> tuple[ToolStatus, ...]:
+        return tuple(t for t in self.tools if t.required and t.path is None)
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing_required
+
+
+def _version(spec: ToolSpec, path: str) -> str:
+    if not spec.version_args:
+        return "present"
+    try:
+        proc = tools.run([path, *spec.version_args], timeout=30, check=False)
+    except ToolError:
+        return "unknown"
+    # ssh -V and mkfs.ext4 -V print to stderr.
+    text = (proc.stdout or b"").decode(errors="replace").strip() or (proc.stderr or b"").decode(
+        errors="replace"
+    ).strip()
+    return text.splitlines()[0] if text else "unknown"
+
+
+def tool_status(spec: ToolSpec) -> ToolStatus:
+    deb, rpm = tools.PACKAGES.get(spec.name, (spec.name, spec.name))
+    if spec.name.startswith("/"):
+        path = spec.name if hostdeps.is_present(spec.name) else None
+    else:
+        path = shutil.which(spec.name)
+    version = "missing" if path is None else _version(spec, path)
+    return ToolStatus(
+        name=spec.name, needed_for=spec.needed_for, path=path, version=version, deb=deb, rpm=rpm
+    )
+
+
+def accel_status() -> AccelStatus:
+    device = KVM_DEVICE.exists()
+    accessible = device and os.access(KVM_DEVICE, os.R_OK | os.W_OK)
+    try:
+        # Another stage's module: optional here so doctor still reports the rest when it is broken/absent.
+        from factory import accel
+        from factory.spec import Accel
+    except ImportError:
+        return AccelStatus(device, accessible, "probe unavailable", "tcg" if not accessible else "unknown")
+    quiet = logging.getLogger("factory.accel")
+    level = quiet.level
+    # resolve() warns about falling back to TCG: here that is the report itself, not a warning.
+    quiet.setLevel(logging.ERROR)
+    try:
+        cached = accel.cached_verdict()
+        auto = accel.resolve(Accel.AUTO)  # no probe guest given: never boots anything, only reads the cache
+    except Exception as exc:  # doctor must report, not crash, whatever the probe module does
+        return AccelStatus(device, accessible, f"probe unavailable ({type(exc).__name__}: {exc})", "unknown")
+    finally:
+        quiet.setLevel(level)
+    return AccelStatus(device, accessible, cached or "not probed yet", auto)
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += (
+                    Path(dirpath) / name
+                ).lstat().st_blocks * 512  # real use: ISOs and images are sparse
+            except OSError:
+                continue
+    return total
+
+
+def cache_status() -> CacheStatus:
+    root = paths.cache_dir()
+    isos = tuple(CachedIso(path=p, size=size, sha256=p.stem) for p, size in media.cached_isos())
+    remastered_dir = root / "remastered"
+    remastered = tuple(sorted(remastered_dir.glob("*.iso"))) if remastered_dir.is_dir() else ()
+    return CacheStatus(
+        path=root,
+        size=_tree_size(root),
+        isos=isos,
+        remastered=remastered,
+        verified_local=tuple(sorted(media.verified_hashes().items())),
+    )
+
+
+def diagnose() -> Report:
+    """Look at the host (runs each tool's --version; boots nothing)."""
+    statuses = tuple(tool_status(t) for t in TOOLS)
+    qemu = statuses[0]
+    return Report(
+        qemu_path=qemu.path,
+        qemu_version=qemu.version,
+        accel=accel_status(),
+        tools=statuses,
+        cache=cache_status(),
+    )
