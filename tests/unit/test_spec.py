@@ -1,0 +1,230 @@
+"""factory.spec.load_spec: good specs load; every bad field is reported with its field path (exit 2)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from factory.errors import EXIT_USAGE, InputError, SpecError
+from factory.spec import Spec, load_spec
+
+REPO = Path(__file__).resolve().parents[2]
+DELETE = object()
+
+
+def base() -> dict[str, Any]:
+    raw: dict[str, Any] = yaml.safe_load((REPO / "specs" / "centos72.yaml").read_text())
+    raw["kickstart"]["path"] = str(REPO / "kickstarts" / "centos72.ks")
+    return raw
+
+
+def mutate(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(raw)
+    node: Any = raw
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if value is DELETE:
+        del node[leaf]
+    elif isinstance(node, list):
+        node[int(leaf)] = value
+    else:
+        node[leaf] = value
+    return raw
+
+
+def write(tmp_path: Path, raw: Any) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "specs").glob("*.yaml")))
+def test_repository_specs_load(name: str) -> None:
+    spec = load_spec(REPO / "specs" / f"{name}.yaml")
+    assert spec.name == name
+    assert spec.kickstart_path.is_file()
+
+
+MINIMAL = {
+    "name": "mini",
+    "os": "testbed",
+    "media": {"builtin": "testbed", "volume_label": "TESTBED"},
+    "kickstart": {"path": str(REPO / "kickstarts" / "centos72.ks")},
+}
+
+GOOD = [
+    pytest.param(MINIMAL, id="minimal-defaults"),
+    pytest.param(base(), id="centos72-full"),
+    pytest.param(
+        mutate(base(), "media", {"path": "x.iso", "sha256": "0" * 64, "volume_label": "L"}), id="path"
+    ),
+    pytest.param(
+        mutate(base(), "media", {"path_env": "ISO", "sha256_env": "ISO_SHA", "volume_label": "L"}), id="env"
+    ),
+    pytest.param(mutate(base(), "aws", DELETE), id="no-aws"),
+    pytest.param(
+        mutate(base(), "kickstart.disabled_rules", [{"rule": "post-no-log", "reason": "logged by syslog"}]),
+        id="disabled-rule",
+    ),
+    pytest.param(mutate(mutate(base(), "aws.upload", "vm-import"), "aws.s3_bucket", "b"), id="vm-import"),
+]
+
+
+@pytest.mark.parametrize("raw", GOOD)
+def test_good_specs(tmp_path: Path, raw: dict[str, Any]) -> None:
+    spec = load_spec(write(tmp_path, raw))
+    assert isinstance(spec, Spec)
+    assert spec.source == tmp_path / "spec.yaml"
+
+
+# (field path, bad value, text every problem list must hold: the field path and what is wrong).
+BAD_FIELDS: list[tuple[str, Any, str]] = [
+    ("name", "Bad Name", "name: String should match pattern"),
+    ("name", DELETE, "name: Field required"),
+    ("description", 5, "description: Input should be a valid string"),
+    ("os", "ubuntu", "os: Input should be 'centos', 'oraclelinux' or 'testbed'"),
+    ("media.url", "ftp://example.com/x.iso", "media.url: must start with http://"),
+    ("media.path", "x.iso", "media: give exactly one of url, path, path_env, builtin"),
+    ("media.path_env", 5, "media.path_env: Input should be a valid string"),
+    ("media.builtin", "other", "media.builtin: Input should be 'testbed'"),
+    ("media.sha256", "ABC", "media.sha256: must be 64 lowercase hex digits"),
+    ("media.sha256_env", "ISO_SHA", "media: give exactly one of sha256 or sha256_env"),
+    ("media.volume_label", DELETE, "media.volume_label: Field required"),
+    ("kickstart.path", DELETE, "kickstart.path: Field required"),
+    ("kickstart.path", "/nonexistent/x.ks", "kickstart.path: /nonexistent/x.ks does not exist"),
+    ("kickstart.version", "RHEL6", "kickstart.version: Input should be 'RHEL7', 'RHEL8' or 'RHEL9'"),
+    ("kickstart.disabled_rules", [{"rule": "x"}], "kickstart.disabled_rules.0.reason: Field required"),
+    ("kickstart.disabled_rules", [{"rule": "x", "reason": ""}], "kickstart.disabled_rules.0.reason: String"),
+    ("vm.memory_mib", 100, "vm.memory_mib: Input should be greater than or equal to 256"),
+    ("vm.cpus", 0, "vm.cpus: Input should be greater than or equal to 1"),
+    ("vm.disk_gib", 0, "vm.disk_gib: Input should be greater than or equal to 1"),
+    ("vm.firmware", "efi", "vm.firmware: Input should be 'bios' or 'uefi'"),
+    ("vm.accel", "hvf", "vm.accel: Input should be 'auto', 'kvm' or 'tcg'"),
+    ("boot.mode", "pxe", "boot.mode: Input should be 'kernel' or 'serial-prompt'"),
+    ("boot.extra_args", "quiet", "boot.extra_args: Input should be a valid tuple"),
+    ("timeouts.install", 0, "timeouts.install: Input should be greater than 0"),
+    ("timeouts.idle", -1, "timeouts.idle: Input should be greater than 0"),
+    ("timeouts.kickstart_fetch", 0, "timeouts.kickstart_fetch: Input should be greater than 0"),
+    ("timeouts.boot_prompt", 0, "timeouts.boot_prompt: Input should be greater than 0"),
+    ("timeouts.ssh", 0, "timeouts.ssh: Input should be greater than 0"),
+    ("timeouts.verify", 0, "timeouts.verify: Input should be greater than 0"),
+    ("keep_uek", "maybe", "keep_uek: Input should be a valid boolean"),
+    ("expect.interfaces_onboot", "eth0", "expect.interfaces_onboot: Input should be a valid tuple"),
+    ("expect.kernel", "xen", "expect.kernel: Input should be 'rhck', 'uek' or 'any'"),
+    ("expect.packages_required", [5], "expect.packages_required.0: Input should be a valid string"),
+    ("expect.packages_forbidden", [5], "expect.packages_forbidden.0: Input should be a valid string"),
+    ("expect.services_enabled", [5], "expect.services_enabled.0: Input should be a valid string"),
+    ("expect.services_running", [5], "expect.services_running.0: Input should be a valid string"),
+    ("expect.ssh_service", 5, "expect.ssh_service: Input should be a valid string"),
+    ("expect.selinux", "on", "expect.selinux: Input should be"),
+    ("expect.serial_console", "maybe", "expect.serial_console: Input should be a valid boolean"),
+    ("expect.cloud_init", "maybe", "expect.cloud_init: Input should be a valid boolean"),
+    ("expect.root_password", "empty", "expect.root_password: Input should be"),
+    ("expect.filesystems", [{"mount": "/"}], "expect.filesystems.0.fstype: Field required"),
+    (
+        "expect.filesystems.0.min_size_gib",
+        0,
+        "expect.filesystems.0.min_size_gib: Input should be greater than 0",
+    ),
+    ("expect.skip", [{"rule": "x"}], "expect.skip.0.reason: Field required"),
+    ("export", ["iso"], "export.0: Input should be 'raw', 'qcow2', 'vmdk' or 'vhd'"),
+    ("aws.upload", "ftp", "aws.upload: Input should be 'ebs-direct' or 'vm-import'"),
+    ("aws.upload", "vm-import", "aws: upload: vm-import needs s3_bucket"),
+    ("aws.source_profile", DELETE, "aws.source_profile: Field required"),
+    ("aws.source_region", 5, "aws.source_region: Input should be a valid string"),
+    ("aws.s3_bucket", 5, "aws.s3_bucket: Input should be a valid string"),
+    ("aws.ena", "maybe", "aws.ena: Input should be a valid boolean"),
+    ("aws.ami_name", 5, "aws.ami_name: Input should be a valid string"),
+    ("aws.keep", -1, "aws.keep: Input should be greater than or equal to 0"),
+    ("aws.ssm_parameter", "images/x", "aws: ssm_parameter must start with '/'"),
+    ("aws.targets", [], "aws: targets: at least one target account"),
+    ("aws.copy_timeout", 0, "aws.copy_timeout: Input should be greater than 0"),
+    ("aws.endpoint_url", 5, "aws.endpoint_url: Input should be a valid string"),
+    ("aws.targets.0.profile", DELETE, "aws.targets.0.profile: Field required"),
+    ("aws.targets.0.regions", {}, "aws.targets.0.regions: at least one region"),
+    ("aws.targets.0.regions", {"mars-1": "k"}, "aws.targets.0.regions: 'mars-1' is not an AWS region name"),
+    ("aws.targets.0.regions", {"us-east-1": ""}, "aws.targets.0.regions: region us-east-1 has no KMS key"),
+    ("aws.targets.0.share_with", ["123"], "aws.targets.0.share_with.0: String should match pattern"),
+    ("media", DELETE, "media: Field required"),
+    ("kickstart", "x.ks", "kickstart: Input should be a valid dictionary"),
+    ("vm", "big", "vm: Input should be a valid dictionary"),
+    ("boot", 5, "boot: Input should be a valid dictionary"),
+    ("timeouts", 5, "timeouts: Input should be a valid dictionary"),
+    ("expect", [], "expect: Input should be a valid dictionary"),
+    ("aws", "x", "aws: Input should be a valid dictionary"),
+    ("kickstart.disabled_rules", [{"reason": "because"}], "kickstart.disabled_rules.0.rule: Field required"),
+    ("expect.filesystems.0.mount", DELETE, "expect.filesystems.0.mount: Field required"),
+    ("expect.filesystems.0.fstype", 5, "expect.filesystems.0.fstype: Input should be a valid string"),
+    ("expect.skip", [{"reason": "because"}], "expect.skip.0.rule: Field required"),
+    ("colour", "blue", "colour: unknown field"),
+    ("vm.colour", "blue", "vm.colour: unknown field"),
+    ("aws.targets.0.colour", "blue", "aws.targets.0.colour: unknown field"),
+    ("source", "/etc/passwd", "source: unknown field"),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    BAD_FIELDS,
+    ids=[f"{f}={'deleted' if v is DELETE else v!r}" for f, v, _ in BAD_FIELDS],
+)
+def test_bad_field(tmp_path: Path, field: str, value: Any, problem: str) -> None:
+    path = write(tmp_path, mutate(base(), field, value))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert info.value.exit_code == EXIT_USAGE
+    assert any(problem in p for p in info.value.problems), info.value.problems
+    assert "\n" not in info.value.message and info.value.message.startswith(f"{path}: ")
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    raw = mutate(mutate(base(), "vm.cpus", 0), "timeouts.ssh", 0)
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, raw))
+    assert len(info.value.problems) == 2
+    assert "(and 1 more)" in info.value.message
+
+
+def test_every_field_has_a_bad_case() -> None:
+    # A new spec field needs its own row in BAD_FIELDS.
+    def fields(model: Any, prefix: str) -> set[str]:
+        out = set()
+        for name, info in model.model_fields.items():
+            out.add(prefix + name)
+            sub = info.annotation
+            for candidate in (sub, *getattr(sub, "__args__", ())):
+                if isinstance(candidate, type) and hasattr(candidate, "model_fields"):
+                    out |= fields(candidate, f"{prefix}{name}.")
+        return out
+
+    # A field is covered by a row that sets it or whose expected problem names it; list indexes dropped.
+    paths = {f for f, _, _ in BAD_FIELDS} | {problem.split(":")[0] for _, _, problem in BAD_FIELDS}
+    covered = {p.replace(".0.", ".").removesuffix(".0") for p in paths}
+    missing = fields(Spec, "") - covered - {"source"}
+    assert not missing, f"no bad case for: {sorted(missing)}"
+
+
+BAD_FILES: list[tuple[str, bytes | None, str]] = [
+    ("missing", None, "spec not found"),
+    ("empty", b"", "spec is empty"),
+    ("binary", b"name: x\x00\x01", "spec is a binary file"),
+    ("not-utf8", b"name: \xff\n", "spec is not UTF-8 text"),
+    ("bad-yaml", b"name: [unclosed\nos: centos\n", "not valid YAML"),
+    ("not-a-mapping", b"- a\n- b\n", "(top level): must be a mapping of fields"),
+]
+
+
+@pytest.mark.parametrize(("case", "content", "message"), BAD_FILES, ids=[c for c, _, _ in BAD_FILES])
+def test_bad_file(tmp_path: Path, case: str, content: bytes | None, message: str) -> None:
+    path = tmp_path / "spec.yaml"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError) as info:
+        load_spec(path)
+    assert info.value.exit_code == EXIT_USAGE
+    assert message in info.value.message
