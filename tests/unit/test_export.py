@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from factory import digest, export, tools
+from factory import cli, digest, export, tools
 from factory.errors import ExportError
+from factory.record import BuildDir
 from factory.spec import ExportFormat, Spec
 
 SIZE = 64 * 1024 * 1024
@@ -167,3 +168,39 @@ def test_vhd_needs_whole_mib(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"virtual size 1049088 is not a whole number of MiB"):
         export.export(make_spec(tmp_path, ["vhd"]), disk, digest.sha256_file(disk), tmp_path / "out")
     _assert_nothing_left(tmp_path / "out")
+
+
+# --- `factory export BUILD_DIR` ---------------------------------------------------------------------------
+
+
+def _build(tmp_path: Path, disk: Path, *, sealed: bool) -> tuple[Path, Path]:
+    (tmp_path / "t.ks").write_text("text\n")
+    spec = tmp_path / "img.yaml"
+    spec.write_text(
+        "name: img\nos: testbed\nmedia: {builtin: testbed, volume_label: X}\nkickstart: {path: t.ks}\n"
+        "export: [qcow2, raw]\n"
+    )
+    build = BuildDir.create(tmp_path / "build", "img")
+    if sealed:
+        build.record_stage(
+            "seal", "ok", result={"sealed_image": str(disk), "sealed_sha256": digest.sha256_file(disk)}
+        )
+    return build.path, spec
+
+
+def test_export_command_records_the_stage(tmp_path: Path, image: tuple[Path, str]) -> None:
+    disk, raw_sha = image
+    build_path, spec = _build(tmp_path, disk, sealed=True)
+    assert cli.main(["export", str(build_path), "--spec", str(spec)]) == 0
+    stage = BuildDir.open(build_path).stage("export")
+    assert stage is not None and stage["status"] == "ok"
+    arts = stage["result"]["artifacts"]
+    assert [a["format"] for a in arts] == ["qcow2", "raw"]
+    assert all(a["source_sha256"] == digest.sha256_file(disk) for a in arts)
+    assert digest.sha256_file(build_path / "export" / "img.raw") == raw_sha
+
+
+def test_export_command_without_sealed_image(tmp_path: Path, image: tuple[Path, str]) -> None:
+    build_path, spec = _build(tmp_path, image[0], sealed=False)
+    assert cli.main(["export", str(build_path), "--spec", str(spec)]) == 2
+    assert not (build_path / "export").exists()
