@@ -56,13 +56,6 @@ class _Handler(BaseHTTPRequestHandler):
         ok = self.path == srv.secret_path
         status = 200 if ok else 404
         body = srv.body if ok else b"not found\n"
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if send_body:
-            self.wfile.write(body)
         with srv.lock:
             req = Request(time.monotonic(), self.client_address[0], self.command, self.path, status)
             srv.requests.append(req)
@@ -72,8 +65,15 @@ class _Handler(BaseHTTPRequestHandler):
                 f"{len(body) if send_body else 0}\n"
             )
             srv.log.flush()
-        if ok and self.command == "GET":
+        if ok and send_body:
             srv.fetched.set()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # our own request log replaces the stderr chatter

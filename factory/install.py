@@ -1,0 +1,343 @@
+"""The install stage: serve the kickstart, boot the installer headless, watch it, keep the disk on success.
+
+    install(spec, media, build) -> InstallResult
+
+Steps: extract the installer's kernel+initrd (also the KVM probe's guest) -> pick the accelerator ->
+build key + kickstart text -> temporary qcow2 -> kickstart HTTP server -> QEMU -> (serial-prompt: type
+the boot line) -> watch console + anaconda.log until the guest powers off, a failure marker shows, the
+guest goes quiet, or a deadline passes -> rename the disk to disk.qcow2 only after success.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from rich.console import Console as RichConsole
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from factory import accel, digest, media, monitor, qemu, sshkey, tools
+from factory.errors import FactoryError, InstallError
+from factory.kickstart.flatten import flatten
+from factory.ksserver import KickstartServer
+from factory.media import MediaResult
+from factory.record import BuildDir
+from factory.spec import BootMode, Spec
+
+log = logging.getLogger("factory.install")
+
+DISK_NAME = "disk.qcow2"
+# After the first failure marker, keep reading this long: the lines after it (the traceback's last line,
+# the kernel's panic reason) and a more specific marker often follow within a second.
+GRACE_SECONDS = 1.5
+POLL_SECONDS = 0.2
+ProgressCallback = Callable[[monitor.Event], None]
+# Builds the classified InstallError (with artifacts and the last lines) from a kind and a message.
+Fail = Callable[[str, str], InstallError]
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    disk: Path
+    kickstart_sha256: str  # of the served kickstart minus the build-key snippet
+    iso_sha256: str
+    accel: str
+    qemu_version: str
+    boot_mode: str
+    guest_seconds: float  # QEMU start to QEMU exit
+    total_seconds: float  # the whole stage, including extraction, disk creation and typing
+    packages: int
+    # serial-prompt only: characters repaired while typing the boot line.
+    typing_repairs: int = 0
+
+
+def escape_label(label: str) -> str:
+    """A volume label as the kernel command line needs it in LABEL= (dracut decodes \\x20)."""
+    return label.replace(" ", "\\x20")
+
+
+def boot_args(spec: Spec, volume_label: str, ks_url: str) -> str:
+    """The installer's kernel arguments: kickstart URL, text mode on the serial console, stage2 by label."""
+    args = [
+        f"inst.ks={ks_url}",
+        "inst.text",
+        f"inst.stage2=hd:LABEL={escape_label(volume_label)}",
+        "console=ttyS0",
+        *spec.boot.extra_args,
+    ]
+    return " ".join(args)
+
+
+def install(
+    spec: Spec,
+    media_result: MediaResult,
+    build: BuildDir,
+    *,
+    keep_on_error: bool = False,
+    progress: ProgressCallback | None = None,
+    ks_path_for_guest: str | None = None,
+) -> InstallResult:
+    """Install `media_result` with `spec`'s kickstart into build/disk.qcow2; InstallError on any failure.
+
+    `progress` gets every monitor event (default: a rich status line + package bar on a terminal).
+    `ks_path_for_guest` (tests only) tells the guest a different path on the kickstart server.
+    """
+    started = time.monotonic()
+    boot_dir = build.path / ".boot"
+    part = build.path / f".{DISK_NAME}.part"
+    final = build.path / DISK_NAME
+    final.unlink(missing_ok=True)  # a rebuild: the old disk must not survive a failed attempt
+    try:
+        kernel = media.read_file(media_result.iso, "/isolinux/vmlinuz", boot_dir / "vmlinuz")
+        initrd = media.read_file(media_result.iso, "/isolinux/initrd.img", boot_dir / "initrd.img")
+        chosen = accel.resolve(spec.vm.accel, accel.ProbeGuest(kernel, initrd))
+        key = sshkey.create(build.path)
+        kickstart = flatten(spec.kickstart_path).text
+        served = kickstart + sshkey.post_snippet(key)
+        tools.run(["qemu-img", "create", "-q", "-f", "qcow2", part, f"{spec.vm.disk_gib}G"], timeout=60)
+        with _reporter(progress) as report:
+            plan = _Plan(kernel, initrd, chosen, part, served)
+            guest_seconds, packages, repairs = _run_vm(
+                spec, media_result, build, plan, report,
+                keep_on_error=keep_on_error, ks_path_for_guest=ks_path_for_guest,
+            )  # fmt: skip
+        os.replace(part, final)
+    finally:
+        part.unlink(missing_ok=True)
+        for f in (kernel_path := boot_dir / "vmlinuz", boot_dir / "initrd.img"):
+            f.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            kernel_path.parent.rmdir()
+    return InstallResult(
+        disk=final,
+        kickstart_sha256=digest.sha256_text(kickstart),
+        iso_sha256=media_result.sha256,
+        accel=chosen,
+        qemu_version=qemu.qemu_version(),
+        boot_mode=spec.boot.mode.value,
+        guest_seconds=round(guest_seconds, 3),
+        total_seconds=round(time.monotonic() - started, 3),
+        packages=packages,
+        typing_repairs=repairs,
+    )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    kernel: Path
+    initrd: Path
+    accel: str
+    disk: Path  # the temporary qcow2
+    served: str  # the kickstart text as served (with the build-key %post)
+
+
+def _run_vm(
+    spec: Spec,
+    media_result: MediaResult,
+    build: BuildDir,
+    plan: _Plan,
+    report: ProgressCallback,
+    *,
+    keep_on_error: bool,
+    ks_path_for_guest: str | None,
+) -> tuple[float, int, int]:
+    """Boot and watch the installer; (guest seconds, packages, typing repairs) on success."""
+    artifacts = (build.path / "console.log", build.path / "anaconda.log", build.path / "ks-requests.log")
+    for artifact in artifacts[:2]:
+        artifact.unlink(missing_ok=True)  # a retry in the same build dir starts fresh transcripts
+    with KickstartServer(plan.served, build.path / "ks-requests.log") as ks:
+        args = boot_args(spec, media_result.volume_label, ks.guest_url(ks_path_for_guest))
+        serial = spec.boot.mode is BootMode.SERIAL_PROMPT
+        cfg = qemu.VmConfig(
+            serial_socket=build.path / "console.sock",
+            qmp_socket=build.path / "qmp.sock",
+            memory_mib=spec.vm.memory_mib,
+            cpus=spec.vm.cpus,
+            accel="kvm" if plan.accel == "kvm" else "tcg",
+            firmware="uefi" if spec.vm.firmware.value == "uefi" else "bios",
+            kernel=None if serial else plan.kernel,
+            initrd=None if serial else plan.initrd,
+            append=None if serial else args,
+            disks=(qemu.Disk(plan.disk),),
+            # serial-prompt boots the remastered copy (serial isolinux, plain boot: prompt).
+            cdrom=media.remaster_for_serial(media_result.iso) if serial else media_result.iso,
+            boot_order="d" if serial else None,
+            anaconda_log=artifacts[1],
+            no_reboot=True,
+            name=f"factory-install-{build.spec_name}",
+        )
+        vm = qemu.Vm.start(cfg, artifacts[0], survive_parent=keep_on_error)
+        try:
+            vm.connect_qmp()
+            repairs = 0
+            if serial:
+                vm.console.expect([r"boot: ?"], spec.timeouts.boot_prompt, "the isolinux boot: prompt")
+                typed = vm.console.type_line(f"linux {args}")
+                repairs = typed.repairs
+            packages = _watch(spec, vm, ks, artifacts, report)
+            return vm.run_seconds, packages, repairs
+        except InstallError as exc:
+            if keep_on_error and vm.running():
+                vm.pause_and_detach()
+                exc.details += (
+                    f"\nThe VM is kept paused for inspection (qemu pid {vm.pid}).\n"
+                    f"  attach to its serial console: factory console {build.path}\n"
+                    f"  (or: socat - UNIX-CONNECT:{cfg.serial_socket})\n"
+                    f"  resume it over QMP ({cfg.qmp_socket}) with 'cont'; stop it with: kill {vm.pid}"
+                )
+            raise
+        finally:
+            vm.kill()  # no-op when detached for inspection
+
+
+class _LogTail:
+    """New text appended to the installer log file (QEMU writes it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: IO[str] | None = None
+
+    def read(self) -> str:
+        if self._fh is None:
+            try:
+                self._fh = self.path.open(encoding="utf-8", errors="replace")
+            except FileNotFoundError:
+                return ""
+        return self._fh.read()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+def _watch(
+    spec: Spec, vm: qemu.Vm, ks: KickstartServer, artifacts: tuple[Path, ...], report: ProgressCallback
+) -> int:
+    """Read the console and installer log until QEMU exits; raise a classified InstallError on failure."""
+    t = spec.timeouts
+    mon = monitor.Monitor()
+    logtail = _LogTail(artifacts[1])
+    start = time.monotonic()
+    last_output = start
+    failed_at: float | None = None
+
+    def fail(kind: str, message: str) -> InstallError:
+        return InstallError(kind, message, artifacts=artifacts, details=mon.details())
+
+    def feed(source: monitor.Source, text: str) -> None:
+        for event in mon.feed(source, text):
+            report(event)
+
+    try:
+        while vm.running():
+            data = vm.console.read(POLL_SECONDS)
+            now = time.monotonic()
+            if data:
+                last_output = now
+                feed("console", data)
+            if logged := logtail.read():
+                last_output = now
+                feed("anaconda", logged)
+            if mon.failures and failed_at is None:
+                failed_at = now
+            if failed_at is not None and now - failed_at >= GRACE_SECONDS:
+                raise _classified(mon, fail)
+            if data is None:
+                break  # the console closed: QEMU is exiting
+            if not ks.fetched and now - start > t.kickstart_fetch:
+                raise fail("kickstart-not-fetched", _not_fetched(ks, t.kickstart_fetch))
+            if now - last_output > t.idle:
+                raise fail("idle-timeout", f"no console or installer-log output for {t.idle} s (a hang?)")
+            if now - start > t.install:
+                raise fail("install-timeout", f"the install did not finish within {t.install} s")
+        code = vm.wait_exit(10)
+        # What QEMU wrote just before exiting.
+        while (rest := vm.console.read(0.05)) not in (None, ""):
+            feed("console", rest)
+        feed("anaconda", logtail.read())
+        for event in mon.flush():
+            report(event)
+    finally:
+        logtail.close()
+    _verdict(vm, code, mon, ks, fail)
+    return mon.packages_total
+
+
+def _verdict(
+    vm: qemu.Vm,
+    code: int,
+    mon: monitor.Monitor,
+    ks: KickstartServer,
+    fail: Fail,
+) -> None:
+    """After QEMU exited by itself: success, or the classified reason it is not."""
+    if mon.failures:
+        raise _classified(mon, fail)
+    reason = vm.shutdown_reason()
+    if code != 0:
+        stderr = " | ".join(qemu.qemu_stderr_tail(vm))
+        raise fail("qemu-failed", f"qemu exited with status {code}: {stderr or 'no error output'}")
+    if not ks.fetched:
+        raise fail("kickstart-not-fetched", "the guest stopped without ever fetching the kickstart")
+    if reason == "guest-panic":
+        raise fail("kernel-panic", "the guest kernel panicked")
+    if reason == "guest-reset" and not mon.complete:
+        # With -no-reboot a guest reboot ends QEMU: before "Installation complete" that is a failure.
+        raise fail("rebooted-early", "the guest rebooted before the installer reported completion")
+    if not mon.complete:
+        # EL7 anaconda may power off without the text line; a clean power-off after the fetch counts.
+        log.warning("the guest powered off without printing 'Installation complete' (reason: %s)", reason)
+
+
+def _classified(mon: monitor.Monitor, fail: Fail) -> InstallError:
+    cause = mon.cause()
+    assert cause is not None
+    return fail(cause.kind, f"{cause.what}: {cause.line}")
+
+
+def _not_fetched(ks: KickstartServer, seconds: int) -> str:
+    asked = sorted({f"{r.path} ({r.status})" for r in ks.requests()})
+    seen = f"; the guest asked only for {', '.join(asked)}" if asked else "; the server got no request at all"
+    return f"the guest did not fetch the kickstart within {seconds} s{seen}"
+
+
+@contextlib.contextmanager
+def _reporter(progress: ProgressCallback | None) -> Iterator[ProgressCallback]:
+    """The given callback, else a rich status line + package bar on a terminal, else debug logging."""
+    if progress is not None:
+        yield progress
+        return
+    if not sys.stderr.isatty():
+        yield lambda event: log.debug("install: %s", event)
+        return
+    bar = Progress(
+        TextColumn("[bold]install[/]"),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=RichConsole(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("starting", total=None)
+
+    def update(event: monitor.Event) -> None:
+        if isinstance(event, monitor.ProgressEvent):
+            bar.update(
+                task, completed=event.done, total=event.total, description=f"Installing {event.package}"
+            )
+        elif isinstance(event, monitor.StageEvent | monitor.CompleteEvent):
+            bar.update(task, description=event.text if isinstance(event, monitor.StageEvent) else event.line)
+
+    with bar:
+        yield update
+
+
+__all__ = ["FactoryError", "InstallError", "InstallResult", "boot_args", "escape_label", "install"]
