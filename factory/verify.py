@@ -172,15 +172,18 @@ def overlay(image: Path, path: Path) -> Iterator[Path]:
         path.unlink(missing_ok=True)
 
 
-def vm_config(spec: Spec, disk: Path, port: int, sockets: Path, bios_log: Path) -> qemu.VmConfig:
-    from factory import accel
+def vm_config(
+    spec: Spec, disk: Path, port: int, sockets: Path, bios_log: Path, *, accel: str | None = None
+) -> qemu.VmConfig:
+    """Boot `disk` (qcow2, written to) headless with SSH forwarded from 127.0.0.1:`port`."""
+    from factory import accel as accel_mod
 
     return qemu.VmConfig(
         serial_socket=sockets / "serial.sock",
         qmp_socket=sockets / "qmp.sock",
         memory_mib=spec.vm.memory_mib,
         cpus=spec.vm.cpus,
-        accel=accel.resolve(spec.vm.accel),
+        accel="kvm" if (accel or accel_mod.resolve(spec.vm.accel)) == "kvm" else "tcg",
         firmware=spec.vm.firmware.value,
         disks=(qemu.Disk(disk, "qcow2"),),
         boot_order="c",
