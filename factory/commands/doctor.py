@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
-from factory import doctor
+from factory import doctor, hostdeps
 from factory.errors import EXIT_OK, EXIT_TOOL
 from factory.hostdeps import Missing, install_command
 from factory.record import to_jsonable
@@ -25,6 +25,11 @@ def register(sub: Any) -> None:
         "it) and the cache. Exit status: 0 ready, 3 a required tool is missing.",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--install-host-deps",
+        action="store_true",
+        help="first install every missing tool the builds and the testbed need (apt-get/dnf, as root)",
+    )
     p.set_defaults(func=run)
 
 
@@ -85,6 +90,9 @@ def print_report(report: doctor.Report, out: Console) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.install_host_deps:
+        # Everything but UEFI firmware, which only vm.firmware: uefi specs need.
+        hostdeps.ensure((t.name for t in doctor.TOOLS if t.needed_for != "uefi"), install=True)
     report = doctor.diagnose()
     if args.json:
         print(json.dumps(report_json(report), indent=2))
