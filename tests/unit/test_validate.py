@@ -350,3 +350,12 @@ def test_cli_bad_input_does_not_hide_other_verdicts(tmp_path: Path, capsys: Any)
     captured = capsys.readouterr()
     assert "[post-no-log]" in captured.out
     assert "kickstart not found" in captured.err
+
+
+def test_parses_do_not_share_state() -> None:
+    # Handlers are copies of one pristine handler (for speed): one kickstart's commands must not show up
+    # in the next one's verdict, in either order.
+    assert validate_file(DATA / "good.ks").findings == ()
+    assert found(validate_file(DATA / "network-none.ks")) == [("network-none.ks", 0, "network-onboot")]
+    assert found(validate_file(DATA / "syntax-bad-option.ks")) == [("syntax-bad-option.ks", 2, "syntax")]
+    assert validate_file(DATA / "good.ks").findings == ()
