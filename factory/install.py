@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -296,10 +297,18 @@ def _verdict(
         log.warning("the guest powered off without printing 'Installation complete' (reason: %s)", reason)
 
 
+_EXCEPTION_LINE = re.compile(r"^\s*[A-Za-z_][\w.]*(Error|Exception|Exit)\b.*")
+
+
 def _classified(mon: monitor.Monitor, fail: Fail) -> InstallError:
     cause = mon.cause()
     assert cause is not None
-    return fail(cause.kind, f"{cause.what}: {cause.line}")
+    line = cause.line
+    if cause.kind == "traceback":
+        # "Traceback (most recent call last):" says little; the exception line at its end says what.
+        raised = [m.group(0).strip() for text in mon.recent if (m := _EXCEPTION_LINE.match(text))]
+        line = raised[-1] if raised else line
+    return fail(cause.kind, f"{cause.what}: {line}")
 
 
 def _not_fetched(ks: KickstartServer, seconds: int) -> str:
