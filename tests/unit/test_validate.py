@@ -359,3 +359,11 @@ def test_parses_do_not_share_state() -> None:
     assert found(validate_file(DATA / "network-none.ks")) == [("network-none.ks", 0, "network-onboot")]
     assert found(validate_file(DATA / "syntax-bad-option.ks")) == [("syntax-bad-option.ks", 2, "syntax")]
     assert validate_file(DATA / "good.ks").findings == ()
+
+
+def test_ssh_service_name_comes_from_the_spec(tmp_path: Path) -> None:
+    # A spec whose image calls the service "ssh" (the Debian-based testbed) needs --enabled=ssh, not sshd.
+    spec = load_spec(write_spec(tmp_path, "centos72", expect__ssh_service="ssh"))
+    report = validate_spec(spec)
+    assert [(f.file.name, f.line, f.rule) for f in report.findings] == [("base.ks", 20, "sshd-not-enabled")]
+    assert "add `services --enabled=ssh`" in report.findings[0].message
