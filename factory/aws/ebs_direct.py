@@ -93,7 +93,7 @@ def _retryable(exc: Exception) -> bool:
 
 
 def _put_block(
-    ebs: EBSClient, snapshot_id: str, index: int, data: bytes, digest: bytes, attempts: int, backoff: float
+    ebs: EBSClient, *, snapshot_id: str, index: int, data: bytes, digest: bytes, attempts: int, backoff: float
 ) -> None:
     """Write one block; retry throttling/5xx a bounded number of times (moto answers 500 forever for an
     unknown snapshot, so "retry until it works" would never end)."""
@@ -119,6 +119,34 @@ def _put_block(
             time.sleep(delay)
 
 
+def _start(
+    ebs: EBSClient,
+    raw: Path,
+    *,
+    size: int,
+    client_token: str,
+    tags: Mapping[str, str],
+    kms_key_arn: str | None,
+    timeout_minutes: int,
+) -> str:
+    """StartSnapshot for a volume of `size` bytes (rounded up to GiB); returns the pending snapshot id."""
+    if size == 0:
+        raise AwsError(f"{raw}: the raw image is empty")
+    start_args: dict[str, object] = {
+        "VolumeSize": -(-size // GIB),
+        "ClientToken": client_token,
+        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+        # Minutes AWS keeps a pending snapshot open between writes before it fails it.
+        "Timeout": timeout_minutes,
+    }
+    if kms_key_arn is not None:
+        start_args |= {"Encrypted": True, "KmsKeyArn": kms_key_arn}
+    try:
+        return ebs.start_snapshot(**start_args)["SnapshotId"]  # type: ignore[arg-type]
+    except (ClientError, BotoCoreError) as exc:
+        raise AwsError(f"StartSnapshot for {raw.name} failed: {exc}") from None
+
+
 def upload_snapshot(
     ebs: EBSClient,
     raw: Path,
@@ -136,22 +164,16 @@ def upload_snapshot(
     """Write `raw` into a new snapshot and complete it. `on_started(snapshot_id)` runs right after
     StartSnapshot so a caller can record the pending snapshot before any block is sent."""
     size = raw.stat().st_size
-    if size == 0:
-        raise AwsError(f"{raw}: the raw image is empty")
     volume_gib = -(-size // GIB)
-    start_args: dict[str, object] = {
-        "VolumeSize": volume_gib,
-        "ClientToken": client_token,
-        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
-        # Minutes AWS keeps a pending snapshot open between writes before it fails it.
-        "Timeout": timeout_minutes,
-    }
-    if kms_key_arn is not None:
-        start_args |= {"Encrypted": True, "KmsKeyArn": kms_key_arn}
-    try:
-        snapshot_id = ebs.start_snapshot(**start_args)["SnapshotId"]  # type: ignore[arg-type]
-    except (ClientError, BotoCoreError) as exc:
-        raise AwsError(f"StartSnapshot for {raw.name} failed: {exc}") from None
+    snapshot_id = _start(
+        ebs,
+        raw,
+        size=size,
+        client_token=client_token,
+        tags=tags,
+        kms_key_arn=kms_key_arn,
+        timeout_minutes=timeout_minutes,
+    )
     if on_started is not None:
         on_started(snapshot_id)
 
@@ -173,7 +195,15 @@ def upload_snapshot(
             # The last block of a disk whose size is no multiple of 512 KiB: pad (EBS blocks are whole).
             data = data.ljust(BLOCK_SIZE, b"\0")
             digest = hashlib.sha256(data).digest()
-            _put_block(ebs, snapshot_id, index, data, digest, block_attempts, backoff)
+            _put_block(
+                ebs,
+                snapshot_id=snapshot_id,
+                index=index,
+                data=data,
+                digest=digest,
+                attempts=block_attempts,
+                backoff=backoff,
+            )
             with lock:
                 digests[index] = digest
                 counters["sent_bytes"] += len(data)

@@ -1,4 +1,4 @@
-"""The embedded local AWS (`aws.endpoint_url: local`): a moto server for one run, so the demo needs no account.
+"""The embedded local AWS (`aws.endpoint_url: local`): a moto server for one run; the demo needs no account.
 
 moto is a stand-in, not AWS: it accepts any keys, keeps everything in memory, copies images at once, never
 shows copies as encrypted and cannot import VMs (see shared/NOTES.md). It proves the factory's calls and

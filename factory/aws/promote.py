@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from factory import digest
 from factory.aws import ebs_direct, vm_import
@@ -120,13 +121,15 @@ def promote(
         raise AwsError(f"{raw_image}: the raw image to promote does not exist")
     manifest = Manifest.load(build.path, build_id=build.build_id, spec=spec.name, image_sha256=image_sha256)
     with aws_settings(spec, settings) as resolved:
-        run = _Run(spec, aws, build, manifest, resolved, progress, tuning)
+        run = _Run(
+            spec, aws=aws, build=build, manifest=manifest, settings=resolved, progress=progress, tuning=tuning
+        )
         try:
             return run.promote(raw_image, image_sha256)
         except FactoryError as exc:
             manifest.set_state("failed", str(exc))
             raise
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
             manifest.set_state("failed", str(exc))
             raise AwsError(f"promotion of build {build.build_id} failed: {exc}") from None
 
@@ -136,7 +139,9 @@ def cleanup(spec: Spec, build: BuildDir, *, settings: AwsSettings | None = None)
     aws = _aws(spec)
     manifest = Manifest.load(build.path, build_id=build.build_id, spec=spec.name, image_sha256="")
     with aws_settings(spec, settings) as resolved:
-        run = _Run(spec, aws, build, manifest, resolved, None, Tuning())
+        run = _Run(
+            spec, aws=aws, build=build, manifest=manifest, settings=resolved, progress=None, tuning=Tuning()
+        )
         try:
             return run.cleanup()
         except (ClientError, BotoCoreError) as exc:
@@ -157,6 +162,7 @@ class _Run:
     def __init__(
         self,
         spec: Spec,
+        *,
         aws: Aws,
         build: BuildDir,
         manifest: Manifest,
@@ -466,8 +472,8 @@ class _Run:
                     f"{self.manifest.copy(p, r)['ami_id']} (profile {p} region {r})" for p, r in pending
                 )
                 raise AwsError(
-                    f"copies not available within aws.copy_timeout {timeout} s: {where}; nothing was deleted, "
-                    "re-run `factory promote` to go on waiting"
+                    f"copies not available within aws.copy_timeout {timeout} s: {where}; "
+                    "nothing was deleted, re-run `factory promote` to go on waiting"
                 )
             time.sleep(min(self.tuning.poll_interval, max(deadline - time.monotonic(), 0.05)))
 

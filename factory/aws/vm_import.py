@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from factory.errors import AwsError
 
@@ -65,7 +66,8 @@ def start_import(
             Description=description,
             DiskContainer={"Format": disk_format.upper(), "UserBucket": {"S3Bucket": bucket, "S3Key": key}},
         )["ImportTaskId"]
-    except (ClientError, BotoCoreError) as exc:
+    # moto answers ImportSnapshot with an HTML 500 page that botocore cannot even parse.
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         raise AwsError(f"ImportSnapshot of s3://{bucket}/{key} failed: {exc}") from None
 
 

@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "promote",
         help="upload a verified build to AWS: encrypted AMIs in every account and region",
-        description="Promote BUILD_DIR's exported raw image (re-run to resume; --cleanup to remove leftovers).",
+        description="Promote BUILD_DIR's exported raw image (re-run to resume; --cleanup removes leftovers).",
     )
     p.add_argument("build_dir", type=Path, metavar="BUILD_DIR", help="build/<spec>/<build-id>")
     p.add_argument("--spec", type=Path, default=None, help="spec file (default: specs/<spec>.yaml)")

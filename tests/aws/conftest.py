@@ -23,7 +23,10 @@ from factory.record import BuildDir
 from factory.spec import Spec
 
 SOURCE = "images-build"
-TARGETS = {"images-prod": {"us-east-1": "alias/prod", "eu-west-1": "alias/prod"}, "images-staging": {"us-west-2": "alias/staging"}}
+TARGETS = {
+    "images-prod": {"us-east-1": "alias/prod", "eu-west-1": "alias/prod"},
+    "images-staging": {"us-west-2": "alias/staging"},
+}
 MIB = 1024**2
 FAST = Tuning(poll_interval=0.05, workers=4, block_attempts=2, backoff=0.01)
 
@@ -112,12 +115,26 @@ def make_build(tmp_path: Path, *, verified: bool = True, build_id: str = "202601
         fh.write(bytes(524288))  # allocated but zero: read, then skipped
     sha = sha256_file(raw)
     build.set("inputs", {"kickstart_sha256": "k" * 64})
-    build.record_stage("verify", "ok" if verified else "failed", result={"passed": verified, "image_sha256": "q" * 64})
-    build.record_stage("seal", "ok", result={"source_sha256": "q" * 64, "sealed_sha256": "s" * 64, "recheck_passed": True})
+    build.record_stage(
+        "verify", "ok" if verified else "failed", result={"passed": verified, "image_sha256": "q" * 64}
+    )
+    build.record_stage(
+        "seal", "ok", result={"source_sha256": "q" * 64, "sealed_sha256": "s" * 64, "recheck_passed": True}
+    )
     build.record_stage(
         "export",
         "ok",
-        result={"artifacts": [{"format": "raw", "path": str(raw), "sha256": sha, "size": 64 * MIB, "source_sha256": "s" * 64}]},
+        result={
+            "artifacts": [
+                {
+                    "format": "raw",
+                    "path": str(raw),
+                    "sha256": sha,
+                    "size": 64 * MIB,
+                    "source_sha256": "s" * 64,
+                }
+            ]
+        },
     )
     return Built(build, raw, sha)
 

@@ -50,13 +50,17 @@ def test_promote_end_to_end(tmp_path: Path, hooked: AwsSettings, recorder: Recor
     src_ec2 = open_account(SOURCE, hooked).ec2("us-east-1")
     assert result.source_ami in result.retired
     assert recorder.ops("DeregisterImage")[0]["ImageId"] == result.source_ami
-    assert not [i for i in src_ec2.describe_images(Owners=["self"])["Images"] if i["ImageId"] == result.source_ami]
+    assert not [
+        i for i in src_ec2.describe_images(Owners=["self"])["Images"] if i["ImageId"] == result.source_ami
+    ]
     manifest = json.loads(result.manifest.read_text())
     assert manifest["state"] == "complete"
     assert manifest["source"]["ami_state"] == "deregistered"
 
 
-def test_rerun_of_complete_promotion_makes_nothing_new(tmp_path: Path, hooked: AwsSettings, recorder: Recorder) -> None:
+def test_rerun_of_complete_promotion_makes_nothing_new(
+    tmp_path: Path, hooked: AwsSettings, recorder: Recorder
+) -> None:
     make_keys(hooked)
     spec = make_spec(tmp_path, hooked)
     b = make_build(tmp_path)
@@ -72,7 +76,9 @@ def test_rerun_of_complete_promotion_makes_nothing_new(tmp_path: Path, hooked: A
 
 def test_keep_retires_oldest_but_never_what_ssm_points_to(tmp_path: Path, hooked: AwsSettings) -> None:
     make_keys(hooked)
-    spec = make_spec(tmp_path, hooked, keep=2, targets=[{"profile": "images-prod", "regions": {"us-east-1": "alias/prod"}}])
+    spec = make_spec(
+        tmp_path, hooked, keep=2, targets=[{"profile": "images-prod", "regions": {"us-east-1": "alias/prod"}}]
+    )
     results = []
     for n in range(3):
         b = make_build(tmp_path / str(n), build_id=f"2026010{n + 1}T000000Z-abcd")
@@ -85,17 +91,24 @@ def test_keep_retires_oldest_but_never_what_ssm_points_to(tmp_path: Path, hooked
     assert amis[0] in results[2].retired
 
 
-def test_cleanup_removes_build_leftovers_but_not_what_ssm_points_to(tmp_path: Path, hooked: AwsSettings) -> None:
+def test_cleanup_removes_build_leftovers_but_not_what_ssm_points_to(
+    tmp_path: Path, hooked: AwsSettings
+) -> None:
     make_keys(hooked)
     spec = make_spec(tmp_path, hooked)
     b = make_build(tmp_path)
     result = promote(spec, b.build, b.raw, b.sha256, settings=hooked, tuning=FAST)
     prod = open_account("images-prod", hooked)
     # Point eu-west-1's parameter elsewhere: that copy is no longer in use and may go; the rest are in use.
-    prod.ssm("eu-west-1").put_parameter(Name="/images/testimg/latest", Value="ami-12345678", Type="String", Overwrite=True)
+    prod.ssm("eu-west-1").put_parameter(
+        Name="/images/testimg/latest", Value="ami-12345678", Type="String", Overwrite=True
+    )
 
     cres = cleanup(spec, b.build, settings=hooked)
 
     assert cres.removed_amis == (result.amis["images-prod"]["eu-west-1"],)
-    assert set(cres.kept) == {result.amis["images-prod"]["us-east-1"], result.amis["images-staging"]["us-west-2"]}
+    assert set(cres.kept) == {
+        result.amis["images-prod"]["us-east-1"],
+        result.amis["images-staging"]["us-west-2"],
+    }
     assert json.loads(cres.manifest.read_text())["state"] == "cleaned"

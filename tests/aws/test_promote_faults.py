@@ -48,7 +48,9 @@ def live_copies(settings: AwsSettings, name_prefix: str = "testimg-") -> dict[tu
         for region in regions:
             images = open_account(profile, settings).ec2(region).describe_images(Owners=["self"])["Images"]
             found[(profile, region)] = [
-                i["ImageId"] for i in images if i["Name"].startswith(name_prefix) and not i["Name"].endswith("-source")
+                i["ImageId"]
+                for i in images
+                if i["Name"].startswith(name_prefix) and not i["Name"].endswith("-source")
             ]
     return found
 
@@ -68,12 +70,16 @@ def test_kms_key_missing_in_a_region(tmp_path: Path, hooked: AwsSettings, record
     make_keys(hooked, {"images-prod": TARGETS["images-prod"]})
     spec = make_spec(tmp_path, hooked)
     b = make_build(tmp_path)
-    with pytest.raises(AwsError, match=r"profile images-staging region us-west-2: KMS key alias/staging does not exist"):
+    with pytest.raises(
+        AwsError, match=r"profile images-staging region us-west-2: KMS key alias/staging does not exist"
+    ):
         promote(spec, b.build, b.raw, b.sha256, settings=hooked, tuning=FAST)
     assert recorder.ops("StartSnapshot") == []
 
 
-def test_unverified_image_is_refused_before_any_request(tmp_path: Path, hooked: AwsSettings, recorder: Recorder) -> None:
+def test_unverified_image_is_refused_before_any_request(
+    tmp_path: Path, hooked: AwsSettings, recorder: Recorder
+) -> None:
     make_keys(hooked)
     spec = make_spec(tmp_path, hooked)
     b = make_build(tmp_path, verified=False)
@@ -84,7 +90,9 @@ def test_unverified_image_is_refused_before_any_request(tmp_path: Path, hooked: 
     assert recorder.calls == []
 
 
-def test_block_write_fails_once_then_is_retried(tmp_path: Path, hooked: AwsSettings, recorder: Recorder) -> None:
+def test_block_write_fails_once_then_is_retried(
+    tmp_path: Path, hooked: AwsSettings, recorder: Recorder
+) -> None:
     make_keys(hooked)
     spec = make_spec(tmp_path, hooked)
     b = make_build(tmp_path)
@@ -106,7 +114,9 @@ def test_block_write_fails_once_then_is_retried(tmp_path: Path, hooked: AwsSetti
     assert json.loads(result.manifest.read_text())["state"] == "complete"
 
 
-def test_upload_fails_half_way_then_rerun_completes(tmp_path: Path, hooked: AwsSettings, recorder: Recorder) -> None:
+def test_upload_fails_half_way_then_rerun_completes(
+    tmp_path: Path, hooked: AwsSettings, recorder: Recorder
+) -> None:
     make_keys(hooked)
     spec = make_spec(tmp_path, hooked)
     b = make_build(tmp_path)
@@ -117,7 +127,9 @@ def test_upload_fails_half_way_then_rerun_completes(tmp_path: Path, hooked: AwsS
             return error_response(request)
         return None
 
-    recorder.extra.append(lambda core: core.register("before-send.ebs.PutSnapshotBlock", block_40_always_fails))
+    recorder.extra.append(
+        lambda core: core.register("before-send.ebs.PutSnapshotBlock", block_40_always_fails)
+    )
     with pytest.raises(AwsError, match=r"writing block 40 failed after 2 attempt"):
         promote(spec, b.build, b.raw, b.sha256, settings=hooked, tuning=FAST)
     manifest = json.loads((b.build.path / "promotion.json").read_text())
@@ -157,7 +169,11 @@ def test_copy_never_available_times_out_and_deletes_nothing(
 
     recorder.extra.append(lambda core: core.register("after-call.ec2.DescribeImages", eu_copy_pending))
     recorder.extra.append(lambda core: core.register("after-call.ec2.CopyImage", record_copy))
-    with pytest.raises(AwsError, match=r"copies not available within aws.copy_timeout 1 s: ami-\w+ \(profile images-prod region eu-west-1\); nothing was deleted") as info:
+    with pytest.raises(
+        AwsError,
+        match=r"copies not available within aws.copy_timeout 1 s: "
+        r"ami-\w+ \(profile images-prod region eu-west-1\); nothing was deleted",
+    ) as info:
         promote(spec, b.build, b.raw, b.sha256, settings=hooked, tuning=FAST)
     assert info.value.exit_code == EXIT_AWS
     assert recorder.ops("DeregisterImage") == []
@@ -208,9 +224,14 @@ def test_killed_during_promotion_then_rerun_completes_without_duplicates(
     spec_file.write_text(spec.model_dump_json())
     marker = tmp_path / "marker"
     args = {
-        "marker": str(marker), "url": hooked.endpoint_url, "config": str(hooked.config_file),
-        "creds": str(hooked.credentials_file), "spec": str(spec_file), "build": str(b.build.path),
-        "raw": str(b.raw), "sha": b.sha256,
+        "marker": str(marker),
+        "url": hooked.endpoint_url,
+        "config": str(hooked.config_file),
+        "creds": str(hooked.credentials_file),
+        "spec": str(spec_file),
+        "build": str(b.build.path),
+        "raw": str(b.raw),
+        "sha": b.sha256,
     }
     proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, json.dumps(args)], cwd=ROOT)
     try:

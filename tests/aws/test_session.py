@@ -21,7 +21,8 @@ def role_profile_files(tmp_path: Path, url: str, duration: int = 3600) -> AwsSet
     config.write_text(
         f"[profile base]\nregion = us-east-1\nendpoint_url = {url}\n\n"
         "[profile deploy]\nregion = us-east-1\n"
-        f"role_arn = arn:aws:iam::222222222222:role/image-promote\nsource_profile = base\nendpoint_url = {url}\n"
+        "role_arn = arn:aws:iam::222222222222:role/image-promote\nsource_profile = base\n"
+        f"endpoint_url = {url}\n"
         f"duration_seconds = {duration}\n"
     )
     creds.write_text("[base]\naws_access_key_id = AKIABASE0000\naws_secret_access_key = base-secret\n")

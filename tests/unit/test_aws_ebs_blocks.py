@@ -12,7 +12,6 @@ import pytest
 from factory.aws.ebs_direct import BLOCK_SIZE, data_blocks, linear_checksum
 
 
-
 @pytest.mark.parametrize(
     ("writes", "size", "expected"),
     [
@@ -25,7 +24,9 @@ from factory.aws.ebs_direct import BLOCK_SIZE, data_blocks, linear_checksum
     ],
     ids=["all-hole", "first-byte", "straddle", "last-block", "two-extents", "partial-tail"],
 )
-def test_data_blocks_skips_holes(tmp_path: Path, writes: list[tuple[int, int]], size: int, expected: list[int]) -> None:
+def test_data_blocks_skips_holes(
+    tmp_path: Path, writes: list[tuple[int, int]], size: int, expected: list[int]
+) -> None:
     path = tmp_path / "disk.raw"
     with path.open("wb") as fh:
         fh.truncate(size)

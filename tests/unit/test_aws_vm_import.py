@@ -53,7 +53,11 @@ def stubbed(responses: list[dict[str, Any]]) -> tuple[Any, Stubber]:
     ec2 = boto3.client("ec2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
     stub = Stubber(ec2)
     for r in responses:
-        stub.add_response("describe_import_snapshot_tasks", {"ImportSnapshotTasks": [r]}, {"ImportTaskIds": ["import-snap-1"]})
+        stub.add_response(
+            "describe_import_snapshot_tasks",
+            {"ImportSnapshotTasks": [r]},
+            {"ImportTaskIds": ["import-snap-1"]},
+        )
     stub.activate()
     return ec2, stub
 
@@ -69,11 +73,14 @@ def test_wait_returns_snapshot_when_completed() -> None:
 
 @pytest.mark.parametrize(
     "message",
-    ["ClientError: Unsupported kernel version 3.8.13-118.el7uek.x86_64", "ClientError: Unable to determine kernel version"],
+    [
+        "ClientError: Unsupported kernel version 3.8.13-118.el7uek.x86_64",
+        "ClientError: Unable to determine kernel version",
+    ],
     ids=["unsupported-kernel", "unknown-kernel"],
 )
 def test_kernel_rejection_is_surfaced_at_once(message: str) -> None:
-    ec2, stub = stubbed([task("active"), task("deleting", message)])
+    ec2, _stub = stubbed([task("active"), task("deleting", message)])
     clock = FakeClock()
     with pytest.raises(AwsError, match="kernel version") as info:
         wait_import(ec2, "import-snap-1", timeout=3600, poll_interval=15, clock=clock, sleep=clock.sleep)
@@ -82,7 +89,7 @@ def test_kernel_rejection_is_surfaced_at_once(message: str) -> None:
 
 
 def test_never_finishing_task_times_out() -> None:
-    ec2, _ = stubbed([task("active", "converting")] * 5)
+    ec2, _stub = stubbed([task("active", "converting")] * 5)
     clock = FakeClock()
     with pytest.raises(AwsError, match=r"did not finish within 60 s \(last: converting\)"):
         wait_import(ec2, "import-snap-1", timeout=60, poll_interval=15, clock=clock, sleep=clock.sleep)
