@@ -1,0 +1,62 @@
+"""Benchmark: seconds from `verify` start to SSH ready and to the suite finished, on the testbed (TCG).
+
+    python bench/verify.py [--runs N] [--build BUILD_DIR]
+
+Without --build it installs the testbed first (not timed). Goals: SSH ready < 30 s, suite < 60 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "vm"))
+
+from fixtures_verify import install_testbed, testbed_spec
+
+from factory import sshkey
+from factory.record import BuildDir
+from factory.verify import verify
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--build", type=Path, help="an installed testbed build (else one is installed)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-verify-"))
+    if args.build:
+        build = BuildDir.open(args.build)
+        spec, disk = testbed_spec(work), build.path / "disk.qcow2"
+    else:
+        started = time.monotonic()
+        installed = install_testbed(work, "testbed")
+        spec, build, disk = installed.spec, installed.build, installed.disk
+        print(f"install (not part of the figures): {time.monotonic() - started:.1f} s")
+    ssh, suite, total = [], [], []
+    for run in range(1, args.runs + 1):
+        started = time.monotonic()
+        result = verify(spec, disk, build, key=sshkey.load(build.path))
+        total.append(time.monotonic() - started)
+        ssh.append(result.ssh_ready_s)
+        # "Suite finished" counted from verify's start: boot + SSH wait + the suite.
+        suite.append(total[-1])
+        s = result.summary
+        print(
+            f"run {run}: SSH ready {result.ssh_ready_s:.1f} s, suite {result.suite_s:.1f} s, "
+            f"verify start -> suite done {total[-1]:.1f} s ({s.passed} passed, {s.failed} failed, "
+            f"{s.skipped} skipped){'' if result.passed else '  FAILED'}"
+        )
+    print(
+        f"median over {args.runs}: SSH ready {statistics.median(ssh):.1f} s (goal < 30), "
+        f"suite finished {statistics.median(suite):.1f} s (goal < 60)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""VM fixtures for verify and seal: one installed testbed per session, shared by both test modules.
+
+Plain functions that tests/vm/test_verify.py and test_seal.py wrap in their own small fixtures; the install
+is memoised here (one per session, whichever module asks first): a fixture defined in two modules would
+otherwise install twice.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from factory import install, media, sshkey
+from factory.record import BuildDir
+from factory.spec import Spec, load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# What the testbed is (Debian-based, sysv init, dpkg, ext4, no SELinux, no grubby).
+TESTBED_EXPECT = {
+    "interfaces_onboot": ["eth0"],
+    "kernel": "any",
+    "packages_required": ["openssh-server", "tree"],
+    "packages_forbidden": ["telnetd"],
+    "services_enabled": ["ssh"],
+    "services_running": ["ssh"],
+    "ssh_service": "ssh",
+    "selinux": "absent",
+    "serial_console": True,
+    "cloud_init": False,
+    "root_password": "hashed",
+    "filesystems": [{"mount": "/", "fstype": "ext4", "min_size_gib": 1.5}],
+}
+
+
+def testbed_spec(folder: Path, kickstart: Path | None = None, **expect: object) -> Spec:
+    """A testbed spec in `folder` (specs/testbed.yaml's media and VM, our expectations)."""
+    spec = {
+        "name": "testbed",
+        "os": "testbed",
+        "media": {"builtin": "testbed", "volume_label": "TESTBED 1 x86_64"},
+        "kickstart": {"path": str(kickstart or ROOT / "kickstarts" / "testbed.ks")},
+        "vm": {"memory_mib": 1024, "cpus": 2, "disk_gib": 2, "accel": "auto"},
+        "timeouts": {"ssh": 180, "verify": 600, "install": 1200, "idle": 300},
+        "expect": {**TESTBED_EXPECT, **expect},
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "testbed.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return load_spec(path)
+
+
+@dataclass(frozen=True)
+class Installed:
+    spec: Spec
+    build: BuildDir
+    disk: Path
+
+
+_INSTALLS: dict[str, Installed] = {}
+
+
+def install_testbed(root: Path, name: str, kickstart: Path | None = None) -> Installed:
+    """Install the testbed once per (session, name) into root/name."""
+    if name not in _INSTALLS:
+        spec = testbed_spec(root / name, kickstart)
+        build = BuildDir.create(root / name / "build", spec.name)
+        result = install.install(spec, media.prepare(spec, progress=False), build, progress=lambda e: None)
+        build.record_stage("install", "ok", result=result)
+        _INSTALLS[name] = Installed(spec, build, result.disk)
+    return _INSTALLS[name]
+
+
+def session_testbed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    return install_testbed(tmp_path_factory.getbasetemp() / "verify-vm", "testbed")
+
+
+def fresh_copy(installed: Installed, folder: Path) -> Installed:
+    """A copy of the installed build (disk, key, record) a test may seal or spoil without touching others."""
+    src = installed.build
+    dest = BuildDir.create(folder / "build", src.spec_name, src.build_id)
+    for name in ("disk.qcow2", "build-key", "build-key.pub"):
+        shutil.copy2(src.path / name, dest.path / name)
+    dest.record_stage("install", "ok", result=(src.stage("install") or {}).get("result"))
+    return Installed(installed.spec, dest, dest.path / "disk.qcow2")
+
+
+def key_of(build: BuildDir) -> sshkey.BuildKey:
+    return sshkey.load(build.path)
