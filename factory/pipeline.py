@@ -121,12 +121,12 @@ class Runner:
                 first = report.findings[0]
                 raise FactoryError(
                     f"kickstart validation found {len(report.findings)} problem(s); first: "
-                    f"{first.file}:{first.line}: [{first.rule}] {first.message} (run `factory validate`)"
+                    f"{first.where()}: [{first.rule}] {first.message} (run `factory validate`)"
                 )
         with self._stage("media") as holder:
             medium = media.prepare(spec)
             holder["result"] = medium
-        kickstart_text = flatten.flatten(spec.kickstart_path).text
+        kickstart_text = flatten.flatten_for_spec(spec).text
         key = build_key(medium.sha256, kickstart_text, spec)
         build = find_build(self.options.build_root, spec.name, key)
         if build is None:
