@@ -21,8 +21,8 @@ import _testbed
 
 from factory import media, qemu
 
-# 60 characters, the length the goal names (the kernel appends nothing after what is typed last).
-LINE = "linux ignore_loglevel testbed.x=0123456789abcdefghijklmnopq"
+# 60 characters, the length the goal names; console=ttyS0 so the kernel prints its command line there.
+LINE = "linux console=ttyS0 ignore_loglevel testbed.x=0123456789abcd"
 
 
 def _busy(stop: multiprocessing.synchronize.Event) -> None:
