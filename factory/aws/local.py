@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -100,6 +101,8 @@ def local_aws(spec: Spec) -> Iterator[LocalAws]:
     # Without this moto preloads hundreds of public AMIs that would show up in every listing.
     saved = os.environ.get("MOTO_EC2_LOAD_DEFAULT_AMIS")
     os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
+    # werkzeug logs every request at INFO (thousands of lines for one upload).
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
