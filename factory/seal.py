@@ -200,7 +200,12 @@ def _clean_over_ssh(spec: Spec, disk: Path, key: BuildKey, out: Path, accel: str
                     f"sealing: the cleanup failed in the guest: {' | '.join(err) or done.returncode}"
                 )
             # The guest's shutdown flushes its filesystems; QEMU (-no-reboot) exits when it powers off.
-            tools.run(boot.ssh_argv(ssh_config, "poweroff"), timeout=60, check=False)
+            # Detached and delayed, so the SSH session ends cleanly instead of hanging on the shutdown.
+            tools.run(
+                boot.ssh_argv(ssh_config, "nohup sh -c 'sleep 1; poweroff' >/dev/null 2>&1 &"),
+                timeout=60,
+                check=False,
+            )
             try:
                 vm.wait_exit(POWEROFF_TIMEOUT_S)
             except FactoryError:

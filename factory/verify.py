@@ -27,7 +27,7 @@ from pathlib import Path
 
 import factory
 from factory import checks, digest, qemu, tools
-from factory.errors import FactoryError, VerifyError
+from factory.errors import FactoryError, ToolError, VerifyError
 from factory.record import BuildDir, atomic_write_text
 from factory.spec import Spec
 from factory.sshkey import BuildKey
@@ -211,6 +211,13 @@ def _fail(message: str, transcript: Path, *extra: Path) -> VerifyError:
     return VerifyError(message, artifacts=(transcript, *extra), details=tail)
 
 
+def _ssh_answers(ssh_config: Path) -> bool:
+    try:
+        return tools.run(ssh_argv(ssh_config, "true"), timeout=30, check=False).returncode == 0
+    except ToolError:
+        return False  # a guest too busy to finish the key exchange in 30 s is not ready yet
+
+
 def wait_for_ssh(vm: qemu.Vm, ssh_config: Path, timeout: float, transcript: Path, bios_log: Path) -> float:
     """Wait until `ssh true` works; fail at once on a boot failure. Returns the seconds waited."""
     started = time.monotonic()
@@ -239,8 +246,7 @@ def wait_for_ssh(vm: qemu.Vm, ssh_config: Path, timeout: float, transcript: Path
         if login_at is None and LOGIN_PROMPT_RE.search(seen):
             login_at = now
         if now >= next_probe:
-            probe = tools.run(ssh_argv(ssh_config, "true"), timeout=30, check=False)
-            if probe.returncode == 0:
+            if _ssh_answers(ssh_config):
                 return time.monotonic() - started
             next_probe = time.monotonic() + SSH_PROBE_INTERVAL_S
         if login_at is not None and now - login_at > LOGIN_GRACE_S:
