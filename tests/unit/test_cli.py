@@ -27,13 +27,19 @@ def _with_command(monkeypatch: pytest.MonkeyPatch, func: Any) -> None:
     ("exc", "code", "line"),
     [
         pytest.param(UsageError("bad flag"), EXIT_USAGE, "error: bad flag", id="usage"),
-        pytest.param(InstallError("panic", "Kernel panic"), EXIT_INSTALL, "install failed (panic)", id="install"),
+        pytest.param(
+            InstallError("panic", "Kernel panic"), EXIT_INSTALL, "install failed (panic)", id="install"
+        ),
         pytest.param(RuntimeError("oops"), cli.EXIT_INTERNAL, "internal error: RuntimeError: oops", id="bug"),
         pytest.param(KeyboardInterrupt(), 130, "interrupted", id="ctrl-c"),
     ],
 )
 def test_errors_become_one_line_and_exit_code(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], exc: BaseException, code: int, line: str
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    exc: BaseException,
+    code: int,
+    line: str,
 ) -> None:
     def raiser(args: argparse.Namespace) -> int:
         raise exc

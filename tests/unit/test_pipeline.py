@@ -146,7 +146,9 @@ def test_from_stage_reruns_that_stage_and_later(tmp_path: Path, monkeypatch: pyt
     spec = _spec(tmp_path)
     pipeline.run_build(spec, pipeline.Options(build_root=tmp_path / "build"), _events()[1])
     fakes.calls.clear()
-    out = pipeline.run_build(spec, pipeline.Options(build_root=tmp_path / "build", from_stage="export"), _events()[1])
+    out = pipeline.run_build(
+        spec, pipeline.Options(build_root=tmp_path / "build", from_stage="export"), _events()[1]
+    )
     assert out.error is None
     assert fakes.calls == ["media", "export"]
 
@@ -158,7 +160,9 @@ def test_from_verify_after_seal_explains_missing_key(tmp_path: Path, monkeypatch
     first = pipeline.run_build(spec, pipeline.Options(build_root=tmp_path / "build"), _events()[1])
     assert first.build_dir is not None
     (first.build_dir / "build-key").unlink()  # what sealing does
-    out = pipeline.run_build(spec, pipeline.Options(build_root=tmp_path / "build", from_stage="verify"), _events()[1])
+    out = pipeline.run_build(
+        spec, pipeline.Options(build_root=tmp_path / "build", from_stage="verify"), _events()[1]
+    )
     assert out.error is not None
     assert "build key is gone" in out.error
     assert out.exit_code == 2

@@ -16,7 +16,9 @@ def test_run_returns_output() -> None:
 
 def test_missing_program_names_packages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(ToolError, match=r"qemu-img not found.*apt-get install qemu-utils.*dnf install qemu-img"):
+    with pytest.raises(
+        ToolError, match=r"qemu-img not found.*apt-get install qemu-utils.*dnf install qemu-img"
+    ):
         tools.run(["qemu-img", "--version"])
 
 
