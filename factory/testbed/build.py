@@ -53,7 +53,7 @@ MEDIA_PACKAGES = (
 )
 # The base system (images/install.img): sysvinit boots in seconds under TCG where systemd took 32 s
 # to a login prompt; busybox provides udhcpc for the EL7-style network service.
-BASE_PACKAGES = ("sysvinit-core", "openssh-server", "busybox", "extlinux", "e2fsprogs")
+BASE_PACKAGES = ("sysvinit-core", "openssh-server", "busybox", "extlinux", "syslinux-common", "e2fsprogs")
 # Real, small .debs for %packages, shipped under Packages/ (their dependencies are in the base).
 EXTRA_PACKAGES = ("tree", "less")
 # Loaded explicitly, in dependency order, by the installer and by the installed system's boot.
@@ -142,9 +142,10 @@ def _kernel_package() -> str:
     raise ToolError(f"cannot find the kernel package {KERNEL_META} depends on")
 
 
-def content_hash(scripts: dict[str, bytes], versions: dict[str, str]) -> str:
-    """Hash of everything the ISO is made from (pure: unit-tested)."""
+def content_hash(scripts: dict[str, bytes], versions: dict[str, str], *, part: str = "iso") -> str:
+    """Hash of everything the ISO (or its `part`) is made from (pure: unit-tested)."""
     doc = {
+        "part": part,
         "format": FORMAT,
         "suite": SUITE,
         "label": VOLUME_LABEL,
@@ -207,27 +208,7 @@ def _build(work: Path, final: Path, digest: str, kernel_pkg: str, versions: dict
             # One tree for all: the initramfs picks files out of it.
             tools.run(["dpkg-deb", "-x", deb, unpacked], timeout=300)
     kernel_version = kernel_pkg.removeprefix("linux-image-")
-    with _step("base root filesystem (mmdebstrap)"):
-        base_list = work / "base-packages.txt"
-        rootfs = work / "install.tar.gz"
-        tools.run(
-            [
-                "mmdebstrap",
-                "--variant=minbase",
-                '--aptopt=APT::Install-Recommends "false"',
-                # Documentation is dead weight in a CI guest and slows the unpack under TCG.
-                "--dpkgopt=path-exclude=/usr/share/doc/*",
-                "--dpkgopt=path-exclude=/usr/share/man/*",
-                "--dpkgopt=path-exclude=/usr/share/locale/*",
-                "--dpkgopt=path-exclude=/usr/share/info/*",
-                f"--include={','.join(BASE_PACKAGES)}",
-                f'--customize-hook=sh {DATA / "rootfs/customize.sh"} "$1" {DATA} {base_list}',
-                SUITE,
-                rootfs,
-            ],
-            timeout=900,
-        )
-        base_packages = [p for p in base_list.read_text().split() if p]
+    rootfs, base_packages = _base_rootfs(work, final.parent, versions)
     with _step("installer initramfs"):
         initrd = gzip.compress(
             cpio.archive(_initramfs_entries(unpacked, work / "initramfs", kernel_version)), 6
@@ -245,7 +226,7 @@ def _build(work: Path, final: Path, digest: str, kernel_pkg: str, versions: dict
         shutil.copyfile(unpacked / "usr/lib/ISOLINUX/isolinux.bin", iso_linux / "isolinux.bin")
         shutil.copyfile(unpacked / "usr/lib/syslinux/modules/bios/ldlinux.c32", iso_linux / "ldlinux.c32")
         (iso_linux / "isolinux.cfg").write_text(ISOLINUX_CFG)
-        shutil.move(rootfs, tree / "images" / "install.img")
+        shutil.copyfile(rootfs, tree / "images" / "install.img")
         (tree / "images" / "install.pkgs").write_text("".join(f"{p}\n" for p in base_packages))
         for name in EXTRA_PACKAGES:
             for deb in debs.glob(f"{name}_*.deb"):
@@ -344,7 +325,9 @@ def _initramfs_entries(unpacked: Path, root: Path, kernel_version: str) -> list[
         "libe2p.so.2*",
         "libc.so.6",
     ):
-        for lib in (unpacked / "lib" / "x86_64-linux-gnu").glob(pattern):
+        # bookworm is mid-/usr-merge: util-linux's libraries are in /usr/lib, e2fsprogs' in /lib.
+        for lib in [*(unpacked / "lib/x86_64-linux-gnu").glob(pattern),
+                    *(unpacked / "usr/lib/x86_64-linux-gnu").glob(pattern)]:
             target = libdir / lib.name
             if lib.is_symlink():
                 target.symlink_to(lib.readlink())
@@ -374,3 +357,42 @@ def _initramfs_entries(unpacked: Path, root: Path, kernel_version: str) -> list[
     # The kernel opens /dev/console for init before anything mounts devtmpfs.
     console = cpio.Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
     return [*cpio.tree_entries(root), console]
+
+
+ROOTFS_SCRIPTS = ("rootfs/customize.sh", "rootfs/network.sh", "rootfs/sshd-keygen.sh", "udhcpc.sh")
+
+
+def _base_rootfs(work: Path, root: Path, versions: dict[str, str]) -> tuple[Path, list[str]]:
+    """The base system tarball and its package names, cached apart from the ISO: mmdebstrap is 30 s
+    of the build's 35, and the installer script changes far more often than the base system."""
+    scripts = {name: (DATA / name).read_bytes() for name in ROOTFS_SCRIPTS}
+    digest = content_hash(scripts, {p: versions[p] for p in BASE_PACKAGES}, part="rootfs")
+    cached = root / f"rootfs-{digest}"
+    tarball, listing = cached / "install.tar.gz", cached / "packages.txt"
+    with FileLock(str(root / f"rootfs-{digest}.lock"), timeout=900):
+        if listing.exists():
+            return tarball, [p for p in listing.read_text().split() if p]
+        with _step("base root filesystem (mmdebstrap)"):
+            base_list = work / "base-packages.txt"
+            rootfs = work / "install.tar.gz"
+            tools.run(
+                [
+                    "mmdebstrap",
+                    "--variant=minbase",
+                    '--aptopt=APT::Install-Recommends "false"',
+                    # Documentation is dead weight in a CI guest and slows the unpack under TCG.
+                    "--dpkgopt=path-exclude=/usr/share/doc/*",
+                    "--dpkgopt=path-exclude=/usr/share/man/*",
+                    "--dpkgopt=path-exclude=/usr/share/locale/*",
+                    "--dpkgopt=path-exclude=/usr/share/info/*",
+                    f"--include={','.join(BASE_PACKAGES)}",
+                    f'--customize-hook=sh {DATA / "rootfs/customize.sh"} "$1" {DATA} {base_list}',
+                    SUITE,
+                    rootfs,
+                ],
+                timeout=900,
+            )
+            cached.mkdir(parents=True, exist_ok=True)
+            rootfs.replace(tarball)
+            base_list.replace(listing)
+    return tarball, [p for p in listing.read_text().split() if p]

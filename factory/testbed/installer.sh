@@ -22,11 +22,11 @@ LOGPORT=""
 STAGE=startup
 
 # ---------------------------------------------------------------- output
+BOOT_EPOCH=0
 stamp() {
-	# busybox date has no %N: the centiseconds of the uptime stand in for the milliseconds.
+	# busybox date has no %N: the clock is boot time + uptime (centiseconds), so it never runs backwards.
 	read -r up _ </proc/uptime
-	cs=${up#*.}
-	echo "$(date +%H:%M:%S),${cs}0"
+	echo "$(date -d "@$((BOOT_EPOCH + ${up%.*}))" +%H:%M:%S),${up#*.}0"
 }
 # logline LEVEL MESSAGE: one anaconda.log line to the log port and /tmp/anaconda.log.
 logline() {
@@ -158,6 +158,22 @@ network_up() {
 	say "Bringing up eth0 (DHCP)"
 	udhcpc -i eth0 -n -q -t 10 -T 1 -s /etc/testbed/udhcpc.sh >>"$LOGFILE" 2>&1 || warn "DHCP on eth0 failed"
 }
+# http_get URL FILE: HTTP/1.0 GET through busybox nc. Not busybox wget: the static build's wget
+# crashes in glibc's NSS lookups when no NSS modules exist (as in this initramfs).
+http_get() {
+	rest=${1#http://}
+	hostport=${rest%%/*}
+	path=/${rest#*/}
+	[ "$rest" = "$hostport" ] && path=/
+	host=${hostport%:*}
+	port=${hostport##*:}
+	[ "$port" = "$hostport" ] && port=80
+	printf 'GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: testbed-installer\r\n\r\n' "$path" "$hostport" |
+		nc -w 10 "$host" "$port" >/tmp/http.response 2>>"$LOGFILE" || return 1
+	head -n 1 /tmp/http.response | grep -q '^HTTP/1\.[01] 200' || return 1
+	# The body starts after the first empty (\r\n) line.
+	awk 'body { print; next } /^\r?$/ { body = 1 }' /tmp/http.response >"$2"
+}
 # Like dracut's initqueue: keep trying for a long time (the server may come up late), with periodic
 # messages; the "Could not boot" warning comes only after 180 s, as in real dracut.
 fetch_kickstart() {
@@ -167,7 +183,7 @@ fetch_kickstart() {
 	start=$(cut -d. -f1 /proc/uptime)
 	warned=0
 	while :; do
-		if wget -q -T 10 -O "$KS" "$url" 2>>"$LOGFILE"; then
+		if http_get "$url" "$KS" 2>>"$LOGFILE"; then
 			logline INFO "kickstart fetched from $url ($(wc -l <"$KS") lines)"
 			return 0
 		fi
@@ -377,14 +393,15 @@ make_storage() {
 	[ -b /dev/vda ] || crash "no disk /dev/vda (the testbed installs onto a virtio disk)"
 	say "Creating disklabel on /dev/vda"
 	dd if=/dev/zero of=/dev/vda bs=1M count=1 2>/dev/null
-	# o: new DOS label; n p 1 <default> <default>: one primary partition over the disk; a: bootable
-	# (the syslinux MBR boots the active partition); w: write.
-	printf 'o\nn\np\n1\n\n\na\nw\n' | fdisk /dev/vda >>"$LOGFILE" 2>&1
+	# o: new DOS label; n p 1 <default> <default>: one primary partition over the disk; a 1: mark it
+	# active (the syslinux MBR boots the active partition); w: write.
+	printf 'o\nn\np\n1\n\n\na\n1\nw\n' | fdisk /dev/vda >>"$LOGFILE" 2>&1
 	for _ in $(seq 30); do [ -b /dev/vda1 ] && break; sleep 0.1; done
 	[ -b /dev/vda1 ] || crash "partition /dev/vda1 did not appear"
 	say "Creating $PART_FS on /dev/vda1"
 	# extlinux 6.04 cannot read ext4 with 64bit/metadata_csum_seed... keep the features it knows.
-	run mke2fs -q -F -t "$PART_FS" -O ^64bit,^metadata_csum -L root /dev/vda1
+	# The full path: busybox prefers its own applets, and its mke2fs makes ext2 only.
+	run /sbin/mke2fs -q -F -t "$PART_FS" -O ^64bit,^metadata_csum -L root /dev/vda1
 	mkdir -p "$SYSROOT"
 	run mount -t "$PART_FS" /dev/vda1 "$SYSROOT"
 }
@@ -590,9 +607,9 @@ install() {
 	say "testbed installer for TESTBED 1 (a stand-in for anaconda) started on kernel $(uname -r)"
 	find_media
 	case "$ks" in
-	http://* | https://*) network_up; fetch_kickstart "$ks" ;;
+	http://*) network_up; fetch_kickstart "$ks" ;;
 	"") crash "no inst.ks= on the kernel command line: the testbed installer only runs kickstart installs" ;;
-	*) crash "unsupported inst.ks=$ks (the testbed fetches http:// only)" ;;
+	*) crash "unsupported inst.ks=$ks (the testbed fetches plain http:// only)" ;;
 	esac
 	[ "$FAIL" = panic ] && { say "testbed.fail=panic: crashing the kernel"; echo c >/proc/sysrq-trigger; exit 1; }
 	mkdir -p "$SCRIPTS"
@@ -607,6 +624,8 @@ install() {
 }
 
 early_mounts
+read -r up _ </proc/uptime
+BOOT_EPOCH=$(($(date +%s) - ${up%.*}))
 : >"$LOGFILE"
 load_modules
 if cmdline_arg root >/dev/null && ! cmdline_arg inst.ks >/dev/null; then
