@@ -23,8 +23,11 @@ import pexpect.fdpexpect
 from factory.errors import EXIT_TOOL, FactoryError
 
 BACKSPACE = "\b"
+KILL_LINE = "\x15"  # Ctrl-U: isolinux (and most line editors) clear the whole line
 # Cursor movement and erase sequences a line editor may send around an echo (ESC [ ... letter).
 _CSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# The start of such a sequence, cut off by the end of a read.
+_CSI_PREFIX = re.compile(r"\x1b(\[[0-9;?]*)?")
 
 
 class ConsoleError(FactoryError):
@@ -123,49 +126,95 @@ class Console:
             raise ConsoleClosed(f"cannot write to the serial console: {exc.strerror}") from None
 
     def type_line(
-        self, text: str, *, echo_timeout: float = 2.0, settle: float = 0.3, max_repairs: int = 100
+        self,
+        text: str,
+        *,
+        prompt: str = "boot: ",
+        echo_timeout: float = 2.0,
+        settle: float = 0.3,
+        max_repairs: int = 100,
     ) -> TypeResult:
         """Type `text` one character at a time, confirm each by its echo, repair mismatches, press Enter.
 
+        `prompt`: what the line editor prints before the line when it redraws it (isolinux: "boot: ").
         `echo_timeout`: how long one character's echo may take before it is taken as lost and resent.
         `settle`: quiet time required before Enter, so a late (doubled) echo is still seen and repaired.
         """
-        if any(c in text for c in "\r\n\b\x1b"):
+        if any(not c.isprintable() for c in text):
             raise ValueError("type_line: the line must not contain control characters")
+        if text != text.rstrip(" "):
+            # A redraw pads the line with blanks: a trailing blank of the line itself cannot be confirmed.
+            raise ValueError("type_line: the line must not end with a blank")
         started = time.monotonic()
-        buffer = ""  # the boot loader's line buffer, as its echo shows it
+        # Whatever is still buffered (e.g. the blank after a prompt matched as `boot:`) is not an echo.
+        while self._read_echo(0.05):
+            pass
+        echo = LineEcho(prompt)
         repairs = 0
         waits = 0
+        settled = False
         while True:
+            buffer = echo.buffer
             if buffer == text:
                 # Everything echoed: wait for silence so a late duplicate cannot slip past Enter.
-                more = self._read_echo(settle)
-                if more:
-                    buffer = _apply_echo(buffer, more)
+                if self._settle(echo, settle, echo_timeout):
                     continue
                 break
-            if text.startswith(buffer):
-                self.send(text[len(buffer)])
+            if buffer is not None and text.startswith(buffer):
+                key = text[len(buffer)]
+                settled = False
+            elif not settled:
+                # Echoes may still be on their way (a late duplicate, the echo of the key after it):
+                # judge only a quiet line, else every repair would answer the previous key's echo.
+                self._settle(echo, settle, echo_timeout)
+                settled = True
+                continue
             else:
                 repairs += 1
                 if repairs > max_repairs:
                     raise ConsoleError(
                         f"typing {text!r}: gave up after {max_repairs} repairs (echo shows {buffer!r})"
                     )
-                self.send(BACKSPACE)
-            echo = self._read_echo(echo_timeout)
-            if not echo:
+                # Unknown contents (a redraw that did not show the whole line): clear the line.
+                key = KILL_LINE if buffer is None else BACKSPACE
+            echo.sent(key)
+            self.send(key)
+            if not self._await_echo(echo, echo_timeout):
                 waits += 1
                 # A lost key: the loop sends it again. A console that never echoes is an error.
                 if waits > max_repairs:
                     raise ConsoleTimeout(
                         f"typing {text!r}: no echo from the serial console for {echo_timeout:.1f} s "
-                        f"{max_repairs} times (echo so far: {buffer!r})"
+                        f"{max_repairs} times (echo so far: {echo.buffer!r})"
                     )
-                continue
-            buffer = _apply_echo(buffer, echo)
         self.send("\r")
-        return TypeResult(seconds=time.monotonic() - started, repairs=repairs, echoed=buffer)
+        return TypeResult(seconds=time.monotonic() - started, repairs=repairs, echoed=text)
+
+    def _settle(self, echo: LineEcho, quiet: float, timeout: float) -> bool:
+        """Read until nothing arrives for `quiet` seconds; True if anything arrived."""
+        arrived = False
+        while more := self._read_echo(quiet):
+            arrived = True
+            echo.feed(more)
+            if echo.busy:
+                self._await_echo(echo, timeout)  # finish a redraw before listening for silence
+        return arrived
+
+    def _await_echo(self, echo: LineEcho, timeout: float) -> bool:
+        """Read until the echo changed the line (a redraw read to its end), or `timeout` passes."""
+        before = echo.updates
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if echo.busy:
+                    echo.abandon_redraw()  # its end never came: the line's contents are unknown
+                return echo.updates != before
+            data = self._read_echo(left)
+            if data:
+                echo.feed(data)
+                if echo.updates != before and not echo.busy:
+                    return True
 
     def _read_echo(self, timeout: float) -> str:
         data = self.read(timeout)
@@ -183,16 +232,104 @@ class Console:
                 self._log.close()
 
 
-def _apply_echo(buffer: str, echo: str) -> str:
-    """The line buffer after the editor echoed `echo`: printable characters append, a backspace erases.
+class LineEcho:
+    """The boot loader's line buffer, rebuilt from its echo (a pure parser: bytes in, buffer out).
 
-    Editors erase with "\\b \\b" (back, blank, back): applied in order that is pop, append ' ', pop.
+    Two kinds of line editor are followed:
+    - plain echo (syslinux 4, most firmware): a printable character appends, a backspace erases (editors
+      erase with "\\b \\b" or "\\b ESC[K"), CR/LF of a line wrap are layout only;
+    - redraw (isolinux 6, measured on the testbed ISO under TCG): a backspace or Ctrl-U makes it redraw
+      the whole line from column 1: `ESC[?25l ESC[1G` prompt, line, blanks over the old tail (wrapped
+      with CR CR LF every 80 columns), `ESC[K`, then cursor moves. The text between `ESC[1G` and `ESC[K`
+      is the line; if it does not start with the prompt (an editor that shows only the visible end of a
+      long line, e.g. after "..."), it is matched against the end of the expected line.
+
+    `buffer` is None when a redraw showed something the expected line does not end with: the caller then
+    clears the line (Ctrl-U) and types again.
     """
-    for ch in _CSI.sub("", echo):
-        if ch in "\b\x7f":
-            buffer = buffer[:-1]
-        elif ch in "\r\n\x00\x07":
-            continue
-        elif ch.isprintable():
-            buffer += ch
-    return buffer
+
+    def __init__(self, prompt: str) -> None:
+        self.prompt = prompt
+        self.buffer: str | None = ""
+        # The buffer if the last key sent takes effect exactly once (judges redraws that show blanks or
+        # only the end of the line).
+        self._expected: str | None = ""
+        self._pending = ""  # an escape sequence cut by a read boundary
+        self._redraw: list[str] | None = None  # the text of a redraw in progress
+        self.updates = 0  # how many times the echo changed (or re-showed) the line
+
+    @property
+    def busy(self) -> bool:
+        return self._redraw is not None or bool(self._pending)
+
+    def sent(self, key: str) -> None:
+        """Record the key about to be sent (the expectation a redraw is judged against)."""
+        base = self.buffer
+        if base is None or key == KILL_LINE:
+            self._expected = ""
+        elif key in "\b\x7f":
+            self._expected = base[:-1]
+        else:
+            self._expected = base + key
+
+    def abandon_redraw(self) -> None:
+        """A redraw that never ended (its end was lost): the buffer is unknown."""
+        self._redraw = None
+        self._pending = ""
+        self.buffer = None
+        self.updates += 1
+
+    def feed(self, data: str) -> None:
+        data = self._pending + data
+        self._pending = ""
+        i = 0
+        while i < len(data):
+            ch = data[i]
+            if ch == "\x1b":
+                m = _CSI.match(data, i)
+                if m is None:
+                    if _CSI_PREFIX.fullmatch(data, i):
+                        self._pending = data[i:]  # the rest comes with the next read
+                        return
+                    i += 1  # a lone ESC or a sequence we do not know: layout only
+                    continue
+                self._csi(m.group(0))
+                i = m.end()
+                continue
+            if self._redraw is not None:
+                if ch.isprintable():
+                    self._redraw.append(ch)
+            elif ch in "\b\x7f":
+                if self.buffer:
+                    self.buffer = self.buffer[:-1]
+                self.updates += 1
+            elif ch.isprintable() and self.buffer is not None:
+                self.buffer += ch
+                self.updates += 1
+            i += 1
+
+    def _csi(self, seq: str) -> None:
+        if seq in {"\x1b[1G", "\x1b[G"}:
+            self._redraw = []  # cursor to column 1: the editor redraws prompt + line
+        elif seq in ("\x1b[K", "\x1b[0K") and self._redraw is not None:
+            self._end_redraw("".join(self._redraw))
+            self._redraw = None
+        # Anything else (cursor visibility and moves, erase to end of line outside a redraw) is layout.
+
+    def _end_redraw(self, shown: str) -> None:
+        self.updates += 1
+        expected = self._expected
+        if shown.startswith(self.prompt):
+            line = shown[len(self.prompt) :]
+            visible = line.rstrip(" ")
+            # Blanks after the line overwrite its old tail; the line may itself end with some of them.
+            if expected is not None and expected.rstrip(" ") == visible and len(expected) <= len(line):
+                self.buffer = expected
+            else:
+                self.buffer = visible
+            return
+        tail = shown.rstrip(" ").removeprefix("...")
+        if expected is not None and expected.rstrip(" ").endswith(tail):
+            self.buffer = expected
+        else:
+            self.buffer = None

@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from factory import accel, digest, media, monitor, qemu, sshkey, tools
 from factory.errors import FactoryError, InstallError
-from factory.kickstart.flatten import flatten
+from factory.kickstart.flatten import flatten_for_spec
 from factory.ksserver import KickstartServer
 from factory.media import MediaResult
 from factory.record import BuildDir
@@ -100,7 +100,7 @@ def install(
         initrd = media.read_file(media_result.iso, "/isolinux/initrd.img", boot_dir / "initrd.img")
         chosen = accel.resolve(spec.vm.accel, accel.ProbeGuest(kernel, initrd))
         key = sshkey.create(build.path)
-        kickstart = flatten(spec.kickstart_path).text
+        kickstart = flatten_for_spec(spec).text
         served = kickstart + sshkey.post_snippet(key)
         tools.run(["qemu-img", "create", "-q", "-f", "qcow2", part, f"{spec.vm.disk_gib}G"], timeout=60)
         with _reporter(progress) as report:
