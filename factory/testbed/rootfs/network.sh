@@ -13,6 +13,9 @@
 # Installed as /etc/init.d/network by the testbed build. Only ONBOOT=yes interfaces come up, so a
 # kickstart with --onboot=no yields an unreachable image, exactly RHEL 7's pitfall.
 
+# The base has no iproute2: busybox's ip applet does the same here.
+command -v ip >/dev/null 2>&1 || ip() { busybox ip "$@"; }
+
 start() {
 	ip link set lo up
 	for f in /etc/sysconfig/network-scripts/ifcfg-*; do
