@@ -65,16 +65,9 @@ def _cmdline(build: BuildDir) -> str:
     return lines[-1] if lines else ""
 
 
-# isolinux's line editor scrolls a line longer than the 80-column terminal and redraws it (ESC[1G, "...",
-# ESC[K) instead of echoing: Console.type_line does not model that redraw yet, and the installer's line
-# is ~150 characters. Remove the xfail once the redraw is handled.
-SERIAL_LONG_LINE = pytest.mark.xfail(
-    reason="type_line does not yet follow isolinux's horizontal-scroll redraw of lines over 80 columns",
-    strict=True,
-)
 
 
-@pytest.mark.parametrize("mode", ["kernel", pytest.param("serial-prompt", marks=SERIAL_LONG_LINE)])
+@pytest.mark.parametrize("mode", ["kernel", "serial-prompt"])
 def test_install_succeeds(
     mode: str, testbed_spec: Callable[..., Spec], testbed_media: MediaResult, build_dir: BuildDir
 ) -> None:
@@ -133,7 +126,6 @@ def test_kickstart_never_fetched(
     assert qemu_children() == []
 
 
-@SERIAL_LONG_LINE
 def test_typing_under_full_cpu_load(
     testbed_spec: Callable[..., Spec], testbed_media: MediaResult, build_dir: BuildDir, cpu_load: None
 ) -> None:
