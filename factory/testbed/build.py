@@ -326,8 +326,10 @@ def _initramfs_entries(unpacked: Path, root: Path, kernel_version: str) -> list[
         "libc.so.6",
     ):
         # bookworm is mid-/usr-merge: util-linux's libraries are in /usr/lib, e2fsprogs' in /lib.
-        for lib in [*(unpacked / "lib/x86_64-linux-gnu").glob(pattern),
-                    *(unpacked / "usr/lib/x86_64-linux-gnu").glob(pattern)]:
+        for lib in [
+            *(unpacked / "lib/x86_64-linux-gnu").glob(pattern),
+            *(unpacked / "usr/lib/x86_64-linux-gnu").glob(pattern),
+        ]:
             target = libdir / lib.name
             if lib.is_symlink():
                 target.symlink_to(lib.readlink())

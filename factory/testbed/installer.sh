@@ -393,9 +393,9 @@ make_storage() {
 	[ -b /dev/vda ] || crash "no disk /dev/vda (the testbed installs onto a virtio disk)"
 	say "Creating disklabel on /dev/vda"
 	dd if=/dev/zero of=/dev/vda bs=1M count=1 2>/dev/null
-	# o: new DOS label; n p 1 <default> <default>: one primary partition over the disk; a 1: mark it
+	# o: new DOS label; n p 1 2048 <default>: one primary partition from 1 MiB (aligned, not busybox's sector 63); a 1: mark it
 	# active (the syslinux MBR boots the active partition); w: write.
-	printf 'o\nn\np\n1\n\n\na\n1\nw\n' | fdisk /dev/vda >>"$LOGFILE" 2>&1
+	printf 'o\nn\np\n1\n2048\n\na\n1\nw\n' | fdisk /dev/vda >>"$LOGFILE" 2>&1
 	for _ in $(seq 30); do [ -b /dev/vda1 ] && break; sleep 0.1; done
 	[ -b /dev/vda1 ] || crash "partition /dev/vda1 did not appear"
 	say "Creating $PART_FS on /dev/vda1"

@@ -1,6 +1,9 @@
 #!/bin/sh
 # udhcpc event script, shared by the installer's initramfs and the installed system (busybox ships none).
 # udhcpc passes the lease in the environment: $interface $ip $subnet $mask $router $dns.
+# busybox ip: the installed base has no iproute2 (minbase), the initramfs has only busybox.
+ip() { busybox ip "$@"; }
+
 case "$1" in
 deconfig)
 	ip -4 addr flush dev "$interface"
