@@ -65,8 +65,6 @@ def _cmdline(build: BuildDir) -> str:
     return lines[-1] if lines else ""
 
 
-
-
 @pytest.mark.parametrize("mode", ["kernel", "serial-prompt"])
 def test_install_succeeds(
     mode: str, testbed_spec: Callable[..., Spec], testbed_media: MediaResult, build_dir: BuildDir
