@@ -20,6 +20,15 @@ echo "PermitRootLogin prohibit-password" >"$root/etc/ssh/sshd_config.d/testbed.c
 sed -i -e '/^[2-6]:23:respawn/d' -e 's/^1:2345:respawn:.*/T0:23:respawn:\/sbin\/getty -L ttyS0 115200 vt100/' \
 	"$root/etc/inittab"
 echo testbed >"$root/etc/hostname"
+# Boot time under TCG is the budget (SSH < 30 s): drop boot scripts a VM without hardware clock,
+# backlight or configfs never needs. Removing the scripts (not just their links) keeps insserv
+# from bringing the links back when the installer runs update-rc.d for `services`.
+for s in hwclock.sh brightness mount-configfs bootlogs; do
+	if [ -e "$root/etc/init.d/$s" ]; then
+		chroot "$root" update-rc.d -f "$s" remove
+		rm -f "$root/etc/init.d/$s"
+	fi
+done
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
 # The package list the installer prints as "Installing <pkg> (N/M)".
 chroot "$root" dpkg-query -W -f '${Package}\n' >"$pkglist"
