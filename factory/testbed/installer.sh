@@ -585,8 +585,8 @@ finish() {
 	mkdir -p "$SYSROOT/var/log/anaconda"
 	cp "$KS" "$SYSROOT/root/anaconda-ks.cfg"
 	chmod 600 "$SYSROOT/root/anaconda-ks.cfg"
-	cp "$LOGFILE" "$SYSROOT/var/log/anaconda/anaconda.log"
 	say "Installation complete."
+	cp "$LOGFILE" "$SYSROOT/var/log/anaconda/anaconda.log"
 	for d in dev proc sys; do umount "$SYSROOT/$d" 2>/dev/null; done
 	umount "$SYSROOT" || crash "cannot unmount $SYSROOT"
 	umount "$REPO" 2>/dev/null

@@ -245,8 +245,10 @@ BAD_FSTYPE_LINE = KICKSTART.read_text().splitlines().index("part / --fstype=ext4
             "testbed.fail=post", None, "Error code 1 running the kickstart script at line", id="post"
         ),
         pytest.param(
-            "", ("--fstype=ext4", "--fstype=zfs"),
-            f"The following problem occurred on line {BAD_FSTYPE_LINE} of the kickstart file:", id="bad-ks"
+            "",
+            ("--fstype=ext4", "--fstype=zfs"),
+            f"The following problem occurred on line {BAD_FSTYPE_LINE} of the kickstart file:",
+            id="bad-ks",
         ),
         pytest.param("", ("\ntree\n", "\nno-such-package\n"), "packaging: Installation failed", id="no-pkg"),
     ],
