@@ -81,6 +81,11 @@ CLEANUP: tuple[tuple[str, str], ...] = (
 )
 
 
+# Detached and delayed, so the SSH session ends cleanly before the shutdown; the guest's shutdown flushes its
+# filesystems and QEMU (-no-reboot) exits when it powers off.
+POWEROFF = "nohup sh -c 'sleep 1; poweroff' >/dev/null 2>&1 &\n"
+
+
 def cleanup_script() -> str:
     """The whole cleanup as one sh script; run as `sh -c SCRIPT sh [ROOT]`."""
     steps = "\n".join(f"# {name}\n{code}" for name, code in CLEANUP)
@@ -187,32 +192,29 @@ def _clean_over_ssh(spec: Spec, disk: Path, key: BuildKey, out: Path, accel: str
         ssh_config = boot.write_ssh_config(out / "ssh_config", key, port)
         cfg = boot.vm_config(spec, disk, port, sockets, bios_log, accel=accel)
         with qemu.running(cfg, transcript) as vm:
-            boot.wait_for_ssh(vm, ssh_config, spec.timeouts.ssh, transcript, bios_log)
-            done = tools.run(
-                boot.ssh_argv(ssh_config, "sh", "-s"),
-                input=cleanup_script().encode(),
-                timeout=300,
-                check=False,
+            boot.wait_for_ssh(
+                vm, ssh_config, port=port, timeout=spec.timeouts.ssh, transcript=transcript, bios_log=bios_log
             )
-            if done.returncode != 0:
-                err = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
-                raise VerifyError(
-                    f"sealing: the cleanup failed in the guest: {' | '.join(err) or done.returncode}"
+            with boot.draining(vm):
+                # Power off from the same session: with its host keys gone, sshd accepts no new connection.
+                done = tools.run(
+                    boot.ssh_argv(ssh_config, "sh", "-s"),
+                    input=(cleanup_script() + POWEROFF).encode(),
+                    timeout=300,
+                    check=False,
                 )
-            # The guest's shutdown flushes its filesystems; QEMU (-no-reboot) exits when it powers off.
-            # Detached and delayed, so the SSH session ends cleanly instead of hanging on the shutdown.
-            tools.run(
-                boot.ssh_argv(ssh_config, "nohup sh -c 'sleep 1; poweroff' >/dev/null 2>&1 &"),
-                timeout=60,
-                check=False,
-            )
-            try:
-                vm.wait_exit(POWEROFF_TIMEOUT_S)
-            except FactoryError:
-                raise VerifyError(
-                    f"sealing: the guest did not power off within {POWEROFF_TIMEOUT_S:.0f} s",
-                    artifacts=(transcript,),
-                ) from None
+                if done.returncode != 0:
+                    err = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
+                    raise VerifyError(
+                        f"sealing: the cleanup failed in the guest: {' | '.join(err) or done.returncode}"
+                    )
+                try:
+                    vm.wait_exit(POWEROFF_TIMEOUT_S)
+                except FactoryError:
+                    raise VerifyError(
+                        f"sealing: the guest did not power off within {POWEROFF_TIMEOUT_S:.0f} s",
+                        artifacts=(transcript,),
+                    ) from None
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
     return tuple(ln.strip() for ln in done.stdout.decode(errors="replace").splitlines() if ln.strip())

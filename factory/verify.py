@@ -19,6 +19,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -46,6 +47,8 @@ BOOT_FAILURES: tuple[tuple[str, tuple[str, ...]], ...] = (
 LOGIN_GRACE_S = 60.0
 LOGIN_PROMPT_RE = re.compile(r"(?m)^\S+ login: ?$")
 SSH_PROBE_INTERVAL_S = 1.0
+# sshd answers but refuses the key this many times in a row: the image will not let us in.
+MAX_LOGIN_FAILURES = 10
 POWEROFF_TIMEOUT_S = 30.0
 
 
@@ -211,19 +214,37 @@ def _fail(message: str, transcript: Path, *extra: Path) -> VerifyError:
     return VerifyError(message, artifacts=(transcript, *extra), details=tail)
 
 
-def _ssh_answers(ssh_config: Path) -> bool:
+def ssh_banner(port: int, timeout: float = 0.5) -> bool:
+    """Does sshd answer on 127.0.0.1:port with its banner? A short, in-process check: QEMU's user network
+    accepts the connection even while the guest is down, so only the banner says sshd is there."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            return s.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def _ssh_login(ssh_config: Path) -> bool:
     try:
         return tools.run(ssh_argv(ssh_config, "true"), timeout=30, check=False).returncode == 0
     except ToolError:
         return False  # a guest too busy to finish the key exchange in 30 s is not ready yet
 
 
-def wait_for_ssh(vm: qemu.Vm, ssh_config: Path, timeout: float, transcript: Path, bios_log: Path) -> float:
-    """Wait until `ssh true` works; fail at once on a boot failure. Returns the seconds waited."""
+def wait_for_ssh(
+    vm: qemu.Vm, ssh_config: Path, *, port: int, timeout: float, transcript: Path, bios_log: Path
+) -> float:
+    """Wait until `ssh true` works; fail at once on a boot failure. Returns the seconds waited.
+
+    The console is read between short probes: a guest whose serial output is not drained stalls on its
+    own printk, so a long blocking probe would slow the very boot it waits for.
+    """
     started = time.monotonic()
     deadline = started + timeout
     seen = ""
     login_at: float | None = None
+    rejected = 0
     next_probe = started
     while True:
         chunk = vm.console.read(0.25)
@@ -246,8 +267,16 @@ def wait_for_ssh(vm: qemu.Vm, ssh_config: Path, timeout: float, transcript: Path
         if login_at is None and LOGIN_PROMPT_RE.search(seen):
             login_at = now
         if now >= next_probe:
-            if _ssh_answers(ssh_config):
-                return time.monotonic() - started
+            if ssh_banner(port):
+                if _ssh_login(ssh_config):
+                    return time.monotonic() - started
+                rejected += 1
+                if rejected >= MAX_LOGIN_FAILURES:
+                    raise _fail(
+                        f"sshd answers but root cannot log in with the build key ({rejected} attempts): "
+                        "is the key's %post in the kickstart, and root login by key allowed?",
+                        transcript,
+                    )
             next_probe = time.monotonic() + SSH_PROBE_INTERVAL_S
         if login_at is not None and now - login_at > LOGIN_GRACE_S:
             raise _fail(
@@ -257,6 +286,24 @@ def wait_for_ssh(vm: qemu.Vm, ssh_config: Path, timeout: float, transcript: Path
             )
         if now > deadline:
             raise _fail(f"SSH did not answer within spec.timeouts.ssh = {timeout:.0f} s", transcript)
+
+
+@contextlib.contextmanager
+def draining(vm: qemu.Vm) -> Iterator[None]:
+    """Keep reading the serial console (into the transcript) in a thread while the block runs."""
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set() and vm.console.read(0.25) is not None:
+            pass
+
+    thread = threading.Thread(target=drain, name="console-drain", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
 
 
 def run_suite(spec: Spec, port: int, ssh_config: Path, junit: Path, log: Path) -> tuple[int, float]:
@@ -307,9 +354,12 @@ def verify(spec: Spec, image: Path, build: BuildDir, *, key: BuildKey) -> Verify
             overlay(image, out / "overlay.qcow2") as disk,
             qemu.running(vm_config(spec, disk, port, sockets, bios_log), transcript) as vm,
         ):
-            ssh_ready_s = wait_for_ssh(vm, ssh_config, spec.timeouts.ssh, transcript, bios_log)
+            ssh_ready_s = wait_for_ssh(
+                vm, ssh_config, port=port, timeout=spec.timeouts.ssh, transcript=transcript, bios_log=bios_log
+            )
             try:
-                status, suite_s = run_suite(spec, port, ssh_config, junit, out / "pytest.log")
+                with draining(vm):
+                    status, suite_s = run_suite(spec, port, ssh_config, junit, out / "pytest.log")
             finally:
                 _close_ssh_master(ssh_config)
             # The overlay is thrown away: no need for a clean shutdown, QEMU is stopped when the block ends.
