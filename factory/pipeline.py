@@ -234,9 +234,13 @@ def run_build(spec: Spec, options: Options, listener: StageListener) -> Outcome:
     """Run one spec's build; a FactoryError ends it and is kept in the outcome, with the stages so far."""
     runner = Runner(spec, options, listener)
     try:
-        return runner.run()
+        outcome = runner.run()
     except FactoryError as exc:
         runner.outcome.error = exc.message
         runner.outcome.exit_code = exc.exit_code
         runner.outcome.exception = exc
-        return runner.outcome
+        outcome = runner.outcome
+    if outcome.build_dir is not None:
+        build = BuildDir.open(outcome.build_dir)
+        build.set("result", {"status": "failed" if outcome.error else "ok", "error": outcome.error})
+    return outcome
