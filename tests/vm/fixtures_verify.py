@@ -20,37 +20,15 @@ from factory.spec import Spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# What the testbed is (Debian-based, sysv init, dpkg, ext4, no SELinux, no grubby).
-TESTBED_EXPECT = {
-    "interfaces_onboot": ["eth0"],
-    "kernel": "any",
-    "packages_required": ["openssh-server", "tree"],
-    "packages_forbidden": ["telnetd"],
-    "services_enabled": ["ssh"],
-    "services_running": ["ssh"],
-    "ssh_service": "ssh",
-    "selinux": "absent",
-    "serial_console": True,
-    "cloud_init": False,
-    "root_password": "hashed",
-    "filesystems": [{"mount": "/", "fstype": "ext4", "min_size_gib": 1.5}],
-}
-
 
 def testbed_spec(folder: Path, kickstart: Path | None = None, **expect: object) -> Spec:
-    """A testbed spec in `folder` (specs/testbed.yaml's media and VM, our expectations)."""
-    spec = {
-        "name": "testbed",
-        "os": "testbed",
-        "media": {"builtin": "testbed", "volume_label": "TESTBED 1 x86_64"},
-        "kickstart": {"path": str(kickstart or ROOT / "kickstarts" / "testbed.ks")},
-        "vm": {"memory_mib": 1024, "cpus": 2, "disk_gib": 2, "accel": "auto"},
-        "timeouts": {"ssh": 180, "verify": 600, "install": 1200, "idle": 300},
-        "expect": {**TESTBED_EXPECT, **expect},
-    }
+    """specs/testbed.yaml, copied into `folder` with an optional other kickstart and expectations."""
+    raw = yaml.safe_load((ROOT / "specs" / "testbed.yaml").read_text())
+    raw["kickstart"]["path"] = str(kickstart or ROOT / "kickstarts" / "testbed.ks")
+    raw["expect"].update(expect)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "testbed.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    path.write_text(yaml.safe_dump(raw))
     return load_spec(path)
 
 
