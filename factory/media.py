@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.client import HTTPException, HTTPResponse
 from pathlib import Path
@@ -59,6 +59,10 @@ REMASTER_VERSION = "serial-remaster-v1"
 _stderr = Console(stderr=True)
 
 
+# True/False: draw our own rich bar or not; a callable gets (bytes done, total or None) instead.
+ShowProgress = bool | Callable[[int, int | None], None]
+
+
 @dataclass(frozen=True)
 class MediaResult:
     iso: Path
@@ -68,7 +72,7 @@ class MediaResult:
     source: str
 
 
-def prepare(spec: Spec, *, progress: bool = True) -> MediaResult:
+def prepare(spec: Spec, *, progress: ShowProgress = True) -> MediaResult:
     """Return a verified, cached install ISO for `spec` (download, local path or the built-in testbed)."""
     media = spec.media
     if media.builtin == "testbed":
@@ -127,7 +131,7 @@ def _locked(target: Path, what: str) -> Iterator[None]:
         lock.release()
 
 
-def download(url: str, sha256: str, *, progress: bool = True) -> Path:
+def download(url: str, sha256: str, *, progress: ShowProgress = True) -> Path:
     """Download `url` into the cache (resuming a .part), verify it, and return the cached ISO."""
     final = iso_cache_dir() / f"{sha256}.iso"
     with _locked(final, "downloading"):
@@ -169,7 +173,7 @@ def _reason(exc: BaseException) -> str:
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
-def _fetch(url: str, part: Path, *, progress: bool) -> None:
+def _fetch(url: str, part: Path, *, progress: ShowProgress) -> None:
     """One attempt: append to `part` from where it ends. Raises OSError/HTTPException to be retried."""
     have = part.stat().st_size if part.exists() else 0
     req = urllib.request.Request(url, headers={"User-Agent": "image-factory"})
@@ -209,8 +213,19 @@ def _fetch(url: str, part: Path, *, progress: bool) -> None:
 
 
 @contextlib.contextmanager
-def _bar(url: str, total: int | None, done: int, show: bool) -> Iterator[Any]:
+def _bar(url: str, total: int | None, done: int, show: ShowProgress) -> Iterator[Any]:
     name = Path(urllib.parse.urlparse(url).path).name or url
+    if callable(show):
+        # The caller draws the bar (factory build shows one live display for all its stages).
+        sent = [done]
+
+        def advance(n: int) -> None:
+            sent[0] += n
+            show(sent[0], total)
+
+        show(done, total)
+        yield advance
+        return
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

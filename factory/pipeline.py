@@ -49,6 +49,12 @@ class Outcome:
 
 # Called with (spec name, stage, event, seconds): event is "start", "ok", "skipped" or "failed".
 StageListener = Callable[[str, str, str, float], None]
+# Called with (spec name, stage, done, total, detail) while a stage works: bytes, packages, copies...
+ProgressListener = Callable[[str, str, float | None, float | None, str], None]
+
+
+def _no_progress(spec: str, stage: str, done: float | None, total: float | None, detail: str) -> None:
+    return None
 
 
 def build_key(iso_sha256: str, kickstart_text: str, spec: Spec) -> str:
@@ -73,10 +79,13 @@ def find_build(root: Path, spec_name: str, key: str) -> BuildDir | None:
 
 
 class Runner:
-    def __init__(self, spec: Spec, options: Options, listener: StageListener) -> None:
+    def __init__(
+        self, spec: Spec, options: Options, listener: StageListener, progress: ProgressListener = _no_progress
+    ) -> None:
         self.spec = spec
         self.options = options
         self.listener = listener
+        self.progress = progress
         self.outcome = Outcome(spec=spec.name)
         self.forced = False  # set once from_stage is reached: that stage and all after it re-run
 
@@ -124,7 +133,9 @@ class Runner:
                     f"{first.where()}: [{first.rule}] {first.message} (run `factory validate`)"
                 )
         with self._stage("media") as holder:
-            medium = media.prepare(spec)
+            medium = media.prepare(
+                spec, progress=lambda done, total: self.progress(spec.name, "media", done, total, "download")
+            )
             holder["result"] = medium
         kickstart_text = flatten.flatten_for_spec(spec).text
         key = build_key(medium.sha256, kickstart_text, spec)
@@ -153,7 +164,13 @@ class Runner:
         spec = self.spec
         if self._must_run(build, "install"):
             with self._stage("install", build) as holder:
-                result = install.install(spec, medium, build, keep_on_error=self.options.keep_on_error)
+                result = install.install(
+                    spec,
+                    medium,
+                    build,
+                    keep_on_error=self.options.keep_on_error,
+                    progress=self._install_progress,
+                )
                 holder["result"] = result
         else:
             self._skip("install")
@@ -164,6 +181,14 @@ class Runner:
                 self._skip(name)
             return
         self._verify_seal_export(build, disk)
+
+    def _install_progress(self, event: Any) -> None:
+        from factory.monitor import ProgressEvent, StageEvent
+
+        if isinstance(event, ProgressEvent):
+            self.progress(self.spec.name, "install", event.done, event.total, f"installing {event.package}")
+        elif isinstance(event, StageEvent):
+            self.progress(self.spec.name, "install", None, None, event.text)
 
     def _verify_seal_export(self, build: BuildDir, disk: Path) -> None:
         from factory import export, seal, verify
@@ -215,7 +240,15 @@ class Runner:
         if raw is None:
             raise FactoryError(f"{spec.source}: promotion needs a raw export: add raw to `export`")
         with self._stage("promote", build) as holder:
-            pres = promote.promote(spec, build, Path(raw["path"]), raw["sha256"])
+            pres = promote.promote(
+                spec,
+                build,
+                Path(raw["path"]),
+                raw["sha256"],
+                progress=lambda ev: self.progress(
+                    spec.name, "promote", ev.done or None, ev.total or None, f"{ev.step} {ev.detail}"
+                ),
+            )
             holder["result"] = pres
             self.outcome.amis = pres.amis
 
@@ -230,9 +263,11 @@ def _build_key(build: BuildDir) -> sshkey.BuildKey:
     return sshkey.load(build.path)
 
 
-def run_build(spec: Spec, options: Options, listener: StageListener) -> Outcome:
+def run_build(
+    spec: Spec, options: Options, listener: StageListener, progress: ProgressListener = _no_progress
+) -> Outcome:
     """Run one spec's build; a FactoryError ends it and is kept in the outcome, with the stages so far."""
-    runner = Runner(spec, options, listener)
+    runner = Runner(spec, options, listener, progress)
     try:
         outcome = runner.run()
     except FactoryError as exc:

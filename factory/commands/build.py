@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from factory import paths
@@ -86,29 +86,48 @@ class Reporter:
             SpinnerColumn(finished_text="✓"),
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
+            BarColumn(bar_width=24),
+            TextColumn("{task.fields[detail]}", style="dim"),
             console=console,
             disable=not self.live,
         )
         self.tasks: dict[tuple[str, str], TaskID] = {}
+        self.last_detail: dict[tuple[str, str], str] = {}
 
     def __call__(self, spec: str, stage: str, event: str, seconds: float) -> None:
         label = f"{spec}: {stage}" if self.prefix else stage
         with self.lock:
             if self.live:
                 if event == "start":
-                    self.tasks[(spec, stage)] = self.progress.add_task(label, total=1)
+                    self.tasks[(spec, stage)] = self.progress.add_task(label, total=None, detail="")
                     return
-                task = self.tasks.get((spec, stage)) or self.progress.add_task(label, total=1)
+                task = self.tasks.get((spec, stage)) or self.progress.add_task(label, total=None, detail="")
                 mark = {
                     "ok": "",
                     "skipped": " [dim](skipped: done before, same inputs)[/]",
                     "failed": " [red]failed",
                 }
-                self.progress.update(task, description=label + mark[event], completed=1)
+                self.progress.update(task, description=label + mark[event], total=1, completed=1, detail="")
                 if event == "failed":
                     self.progress.stop_task(task)
             elif event != "start":
                 self.console.print(f"{label}: {event} ({seconds:.1f} s)", markup=False, highlight=False)
+
+    def on_progress(
+        self, spec: str, stage: str, done: float | None, total: float | None, detail: str
+    ) -> None:
+        with self.lock:
+            if self.live:
+                task = self.tasks.get((spec, stage))
+                if task is not None:
+                    if done is not None:
+                        self.progress.update(task, completed=done, total=total)
+                    self.progress.update(task, detail=detail)
+            elif done is None and detail != self.last_detail.get((spec, stage)):
+                # Plain logs (CI): the installer's stage lines and promotion steps, not every package.
+                self.last_detail[(spec, stage)] = detail
+                label = f"{spec}: {stage}" if self.prefix else stage
+                self.console.print(f"{label}: {detail}", markup=False, highlight=False)
 
 
 def summary_table(outcomes: list[Outcome]) -> Table:
@@ -161,10 +180,12 @@ def run(args: argparse.Namespace) -> int:
     reporter = Reporter(console, prefix_names=len(specs) > 1)
     with reporter.progress:
         if jobs == 1:
-            outcomes = [run_build(s, options, reporter) for s in specs]
+            outcomes = [run_build(s, options, reporter, reporter.on_progress) for s in specs]
         else:
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                outcomes = list(pool.map(lambda s: run_build(s, options, reporter), specs))
+                outcomes = list(
+                    pool.map(lambda s: run_build(s, options, reporter, reporter.on_progress), specs)
+                )
     errors = [o.exception for o in outcomes if o.exception is not None]
     if args.json:
         print(json.dumps([outcome_json(o) for o in outcomes], indent=2))
