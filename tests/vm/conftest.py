@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,12 @@ def testbed_spec(testbed_media: MediaResult) -> Callable[..., Spec]:
 
 
 @pytest.fixture
-def build_dir() -> BuildDir:
+def build_dir() -> Iterator[BuildDir]:
+    """A build directory, removed after the test (kept when FACTORY_KEEP_TEST_BUILDS is set)."""
     # Short paths: QEMU's unix sockets live in the build dir and sun_path holds 107 bytes.
     root = Path(tempfile.mkdtemp(prefix="fb-", dir=os.environ.get("FACTORY_TEST_BUILDS", "/tmp")))
-    return BuildDir.create(root, "tb")
+    try:
+        yield BuildDir.create(root, "tb")
+    finally:
+        if not os.environ.get("FACTORY_KEEP_TEST_BUILDS"):
+            shutil.rmtree(root, ignore_errors=True)
