@@ -100,6 +100,17 @@ def probe(guest: ProbeGuest, timeout: float = PROBE_SECONDS) -> tuple[bool, str]
     return True, "a probe kernel booted under KVM"
 
 
+_warned: set[str] = set()
+
+
+def _warn_once(message: str, *args: object) -> None:
+    """Install, verify and seal each resolve the accelerator: say the fallback once per process."""
+    text = message % args
+    if text not in _warned:
+        _warned.add(text)
+        log.warning("%s", text)
+
+
 def resolve(requested: Accel, guest: ProbeGuest | None = None) -> Literal["kvm", "tcg"]:
     """The accelerator to use. `auto` probes KVM once per host (with `guest`) and falls back to TCG."""
     if requested is Accel.TCG:
@@ -109,17 +120,17 @@ def resolve(requested: Accel, guest: ProbeGuest | None = None) -> Literal["kvm",
             raise FactoryError(f"vm.accel is kvm but {KVM_DEVICE} is missing or not accessible")
         return "kvm"
     if not kvm_usable_device():
-        log.warning("KVM unavailable (%s missing or not accessible): using TCG (slow)", KVM_DEVICE)
+        _warn_once("KVM unavailable (%s missing or not accessible): using TCG (slow)", KVM_DEVICE)
         return "tcg"
     verdict = cached_verdict()
     if verdict is None:
         if guest is None:
             # Nothing to boot: do not trust an unprobed /dev/kvm (it hangs on some hosts).
-            log.warning("KVM not probed yet on this host (no probe kernel given): using TCG")
+            _warn_once("KVM not probed yet on this host (no probe kernel given): using TCG")
             return "tcg"
         ok, why = probe(guest)
         verdict = "kvm" if ok else "tcg"
         _store(verdict, why)
     if verdict == "tcg":
-        log.warning("KVM present but a probe guest did not boot under it: using TCG (slow)")
+        _warn_once("KVM present but a probe guest did not boot under it: using TCG (slow)")
     return verdict
