@@ -95,6 +95,8 @@ label linux
 class Testbed:
     """A built testbed medium. `kernel`/`initrd` are copies of isolinux/vmlinuz and initrd.img."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     iso: Path
     sha256: str
     volume_label: str

@@ -15,7 +15,12 @@ chroot "$root" update-rc.d sshd-keygen defaults
 # Every install must get its own host keys: sshd-keygen makes them on first boot.
 rm -f "$root"/etc/ssh/ssh_host_*
 # Root logs in by key only (the Debian default, stated so a changed default cannot surprise verify).
-echo "PermitRootLogin prohibit-password" >"$root/etc/ssh/sshd_config.d/testbed.conf"
+{
+	echo "PermitRootLogin prohibit-password"
+	# The keys sshd-keygen makes at first boot (no RSA: too slow to generate under TCG).
+	echo "HostKey /etc/ssh/ssh_host_ed25519_key"
+	echo "HostKey /etc/ssh/ssh_host_ecdsa_key"
+} >"$root/etc/ssh/sshd_config.d/testbed.conf"
 # Skip work a CI guest never needs at boot: no console getty respawn storms on absent ttys.
 sed -i -e '/^[2-6]:23:respawn/d' -e 's/^1:2345:respawn:.*/T0:23:respawn:\/sbin\/getty -L ttyS0 115200 vt100/' \
 	"$root/etc/inittab"
