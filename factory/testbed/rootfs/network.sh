@@ -16,9 +16,6 @@
 # The base has no iproute2: busybox's ip applet does the same here.
 command -v ip >/dev/null 2>&1 || ip() { busybox ip "$@"; }
 
-# busybox ip: the installed base has no iproute2 (minbase), the initramfs has only busybox.
-ip() { busybox ip "$@"; }
-
 start() {
 	ip link set lo up
 	for f in /etc/sysconfig/network-scripts/ifcfg-*; do
