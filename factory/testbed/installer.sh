@@ -606,6 +606,8 @@ install() {
 	find_logport
 	say "Starting installer, one moment..."
 	say "testbed installer for TESTBED 1 (a stand-in for anaconda) started on kernel $(uname -r)"
+	# Log-port only (lossless, unlike the serial console under host load): tests compare a typed boot line.
+	logline INFO "kernel command line: $(cat /proc/cmdline)"
 	find_media
 	case "$ks" in
 	http://*) network_up; fetch_kickstart "$ks" ;;

@@ -136,4 +136,9 @@ def test_typing_under_full_cpu_load(
     # The exact unguessable path the server handed out was typed, read by the guest and fetched.
     assert f" GET {fetched.group(2)} 200 " in requests, requests
     assert fetched.group(2).endswith("/ks.cfg")
+    # Every typed character arrived: the whole boot line, as the kernel received it (logged losslessly).
+    cmdline = re.search(r"kernel command line: ([^\r\n]*)", log)
+    assert cmdline, log[-800:]
+    typed = install.boot_args(spec, testbed_media.volume_label, fetched.group(1) + fetched.group(2))
+    assert cmdline.group(1).rstrip().endswith(typed), (cmdline.group(1), typed)
     assert qemu_children() == []
