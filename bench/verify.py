@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "vm"))
 
-from fixtures_verify import install_testbed, testbed_spec
+from fixtures_verify import install_testbed, make_testbed_spec
 
 from factory import sshkey
 from factory.record import BuildDir
@@ -31,7 +31,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-verify-"))
     if args.build:
         build = BuildDir.open(args.build)
-        spec, disk = testbed_spec(work), build.path / "disk.qcow2"
+        spec, disk = make_testbed_spec(work), build.path / "disk.qcow2"
     else:
         started = time.monotonic()
         installed = install_testbed(work, "testbed")

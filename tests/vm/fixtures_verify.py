@@ -21,7 +21,7 @@ from factory.spec import Spec, load_spec
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def testbed_spec(folder: Path, kickstart: Path | None = None, **expect: object) -> Spec:
+def make_testbed_spec(folder: Path, kickstart: Path | None = None, **expect: object) -> Spec:
     """specs/testbed.yaml, copied into `folder` with an optional other kickstart and expectations."""
     raw = yaml.safe_load((ROOT / "specs" / "testbed.yaml").read_text())
     raw["kickstart"]["path"] = str(kickstart or ROOT / "kickstarts" / "testbed.ks")
@@ -45,7 +45,7 @@ _INSTALLS: dict[str, Installed] = {}
 def install_testbed(root: Path, name: str, kickstart: Path | None = None) -> Installed:
     """Install the testbed once per (session, name) into root/name."""
     if name not in _INSTALLS:
-        spec = testbed_spec(root / name, kickstart)
+        spec = make_testbed_spec(root / name, kickstart)
         build = BuildDir.create(root / name / "build", spec.name)
         result = install.install(spec, media.prepare(spec, progress=False), build, progress=lambda e: None)
         build.record_stage("install", "ok", result=result)
