@@ -33,6 +33,7 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("xorriso", "required", ("-version",)),
     ToolSpec("ssh", "required", ("-V",)),
     ToolSpec("ssh-keygen", "required", ()),
+    ToolSpec("guestfish", "required"),
     ToolSpec("mmdebstrap", "testbed"),
     ToolSpec("cpio", "testbed"),
     ToolSpec("mkfs.ext4", "testbed", ("-V",)),

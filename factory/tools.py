@@ -25,6 +25,8 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "ssh": ("openssh-client", "openssh-clients"),
     "ssh-keygen": ("openssh-client", "openssh-clients"),
     "qemu-io": ("qemu-utils", "qemu-img"),
+    # Seal's offline re-check reads the sealed disk (xfs on EL, ext4 on the testbed) with libguestfs.
+    "guestfish": ("libguestfs-tools", "guestfs-tools"),
     # Files, not programs (hostdeps checks an absolute path for existence): the testbed's BIOS boot loader.
     # Fedora/RHEL ship them as /usr/share/syslinux/{isolinux.bin,ldlinux.c32}.
     "/usr/lib/ISOLINUX/isolinux.bin": ("isolinux", "syslinux"),

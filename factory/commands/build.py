@@ -20,7 +20,7 @@ from factory.pipeline import BUILD_STAGES, Options, Outcome, run_build
 from factory.spec import Spec, find_specs, load_spec
 
 # Host programs every build needs; the testbed needs its own builders too.
-HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "xorriso", "ssh", "ssh-keygen")
+HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "xorriso", "ssh", "ssh-keygen", "guestfish")
 
 
 def register(sub: Any) -> None:

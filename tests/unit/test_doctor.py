@@ -59,18 +59,29 @@ def test_ready_host(capsys: pytest.CaptureFixture[str]) -> None:
     ("present", "missing_required", "code"),
     [
         pytest.param(
-            ["qemu-system-x86_64", "qemu-img", "xorriso", "ssh", "ssh-keygen"],
+            ["qemu-system-x86_64", "qemu-img", "xorriso", "ssh", "ssh-keygen", "guestfish"],
             [],
             0,
             id="only-required-present",
         ),
         pytest.param(
-            ["qemu-img", "xorriso", "ssh", "ssh-keygen"], ["qemu-system-x86_64"], 3, id="no-qemu-system"
+            ["qemu-img", "xorriso", "ssh", "ssh-keygen", "guestfish"],
+            ["qemu-system-x86_64"],
+            3,
+            id="no-qemu-system",
         ),
         pytest.param(
-            ["qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen"], ["xorriso"], 3, id="no-xorriso"
+            ["qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "guestfish"],
+            ["xorriso"],
+            3,
+            id="no-xorriso",
         ),
-        pytest.param([], ["qemu-system-x86_64", "qemu-img", "xorriso", "ssh", "ssh-keygen"], 3, id="nothing"),
+        pytest.param(
+            [],
+            ["qemu-system-x86_64", "qemu-img", "xorriso", "ssh", "ssh-keygen", "guestfish"],
+            3,
+            id="nothing",
+        ),
     ],
 )
 def test_missing_tools(  # noqa: PLR0917 (pytest passes fixtures and parameters positionally)
@@ -99,7 +110,9 @@ def test_missing_tools(  # noqa: PLR0917 (pytest passes fixtures and parameters 
 def test_human_output_names_install_commands(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("PATH", path_with(tmp_path, ["qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen"]))
+    monkeypatch.setenv(
+        "PATH", path_with(tmp_path, ["qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "guestfish"])
+    )
     code, out = run_doctor(capsys)
     assert code == 3
     assert "MISSING  xorriso" in out
