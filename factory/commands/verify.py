@@ -79,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("factory verify: give a SPEC (or --list)")
     spec = load_spec(args.spec)
     checks.require_known_skips(spec)
+    if args.image is not None and not args.image.is_file():
+        raise UsageError(f"{args.image}: no such image")
+    # The build directory holds the key the image accepts (added by its install): no build, no login.
     build_path = args.build or newest_build(paths.build_root(), spec.name)
     build = BuildDir.open(build_path)
     image = args.image or build.path / "disk.qcow2"
