@@ -146,15 +146,16 @@ class QmpError(ToolError):
 class Qmp:
     """A small QMP client: JSON lines over a unix socket, `qmp_capabilities` first, events skipped."""
 
-    def __init__(self, path: Path, timeout: float = 10.0) -> None:
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def __init__(self, path: Path, timeout: float = 10.0, *, sock: socket.socket | None = None) -> None:
+        self._sock = sock or socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
         self._timeout = timeout
         self._buf = b""
         # Asynchronous events (SHUTDOWN, STOP, RESET...) seen so far, oldest first; see `events()`.
         self.pending_events: list[dict[str, Any]] = []
         try:
-            self._sock.connect(str(path))
+            if sock is None:
+                self._sock.connect(str(path))
             self._read_message()  # the greeting: {"QMP": {...}}
             self.execute("qmp_capabilities")
         except BaseException:
@@ -232,6 +233,23 @@ def _wait_for_socket(path: Path, proc: subprocess.Popen[bytes], timeout: float, 
         time.sleep(0.02)
 
 
+def _connect(path: Path, proc: subprocess.Popen[bytes], timeout: float, what: str) -> socket.socket:
+    """Connect to one of QEMU's unix sockets. The file appears at bind(), a moment before listen():
+    a connection refused in that window is retried, not reported."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _wait_for_socket(path, proc, max(0.0, deadline - time.monotonic()), what)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(path))
+            return sock
+        except (ConnectionRefusedError, FileNotFoundError):
+            sock.close()
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise ToolError(f"qemu did not accept a connection on its {what} socket {path}") from None
+            time.sleep(0.02)
+
+
 class Vm:
     """One running QEMU. Use as a context manager; `kill()` is idempotent and always safe."""
 
@@ -281,9 +299,7 @@ class Vm:
                 preexec_fn=None if survive_parent else _pdeathsig,  # noqa: PLW1509 - prctl only
             )
         try:
-            _wait_for_socket(cfg.serial_socket, proc, start_timeout, "serial console")
-            serial = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            serial.connect(str(cfg.serial_socket))
+            serial = _connect(cfg.serial_socket, proc, start_timeout, "serial console")
             console = Console(serial, transcript)
         except BaseException:
             died_on_its_own = proc.poll() is not None
@@ -309,8 +325,8 @@ class Vm:
     def connect_qmp(self) -> None:
         """Connect QMP now, so that events (SHUTDOWN and its reason) are received from here on."""
         if self._qmp is None:
-            _wait_for_socket(self.cfg.qmp_socket, self.proc, 10, "QMP")
-            self._qmp = Qmp(self.cfg.qmp_socket)
+            sock = _connect(self.cfg.qmp_socket, self.proc, 10, "QMP")
+            self._qmp = Qmp(self.cfg.qmp_socket, sock=sock)
 
     def events(self) -> list[dict[str, Any]]:
         """QMP events received since the last call (needs connect_qmp() first; [] if not connected)."""
