@@ -27,13 +27,13 @@ from filelock import FileLock
 
 from factory import paths, tools
 from factory.errors import ToolError
-from factory.testbed import cpio, kmod
+from factory.testbed import cpio, kmod, tarorder
 
 log = logging.getLogger("factory.testbed")
 
 VOLUME_LABEL = "TESTBED 1 x86_64"
 # Bumped when the layout changes in a way the hashed inputs would not show.
-FORMAT = 1
+FORMAT = 2
 SUITE = "bookworm"
 DATA = Path(__file__).parent
 
@@ -76,9 +76,12 @@ SCRIPTS = (
     "rootfs/customize.sh",
     "rootfs/network.sh",
     "rootfs/sshd-keygen.sh",
+    "rootfs/mountkernfs.sh",
+    "rootfs/mountdevsubfs.sh",
     "build.py",
     "cpio.py",
     "kmod.py",
+    "tarorder.py",
 )
 ISOLINUX_CFG = """\
 default linux
@@ -210,7 +213,7 @@ def _build(work: Path, final: Path, digest: str, kernel_pkg: str, versions: dict
             # One tree for all: the initramfs picks files out of it.
             tools.run(["dpkg-deb", "-x", deb, unpacked], timeout=300)
     kernel_version = kernel_pkg.removeprefix("linux-image-")
-    rootfs, base_packages = _base_rootfs(work, final.parent, versions)
+    rootfs, base_lines = _base_rootfs(work, final.parent, versions)
     with _step("installer initramfs"):
         initrd = gzip.compress(
             cpio.archive(_initramfs_entries(unpacked, work / "initramfs", kernel_version)), 6
@@ -229,7 +232,7 @@ def _build(work: Path, final: Path, digest: str, kernel_pkg: str, versions: dict
         shutil.copyfile(unpacked / "usr/lib/syslinux/modules/bios/ldlinux.c32", iso_linux / "ldlinux.c32")
         (iso_linux / "isolinux.cfg").write_text(ISOLINUX_CFG)
         shutil.copyfile(rootfs, tree / "images" / "install.img")
-        (tree / "images" / "install.pkgs").write_text("".join(f"{p}\n" for p in base_packages))
+        (tree / "images" / "install.pkgs").write_text("".join(f"{line}\n" for line in base_lines))
         for name in EXTRA_PACKAGES:
             for deb in debs.glob(f"{name}_*.deb"):
                 shutil.copyfile(deb, tree / "Packages" / deb.name)
@@ -276,7 +279,7 @@ def _build(work: Path, final: Path, digest: str, kernel_pkg: str, versions: dict
         kernel=final / "vmlinuz",
         initrd=final / "initrd.img",
         content_hash=digest,
-        base_packages=len(base_packages),
+        base_packages=len(base_lines),
         extra_packages=EXTRA_PACKAGES,
     )
     doc = asdict(testbed)
@@ -363,19 +366,28 @@ def _initramfs_entries(unpacked: Path, root: Path, kernel_version: str) -> list[
     return [*cpio.tree_entries(root), console]
 
 
-ROOTFS_SCRIPTS = ("rootfs/customize.sh", "rootfs/network.sh", "rootfs/sshd-keygen.sh", "udhcpc.sh")
+ROOTFS_SCRIPTS = (
+    "rootfs/customize.sh",
+    "rootfs/network.sh",
+    "rootfs/sshd-keygen.sh",
+    "rootfs/mountkernfs.sh",
+    "rootfs/mountdevsubfs.sh",
+    "udhcpc.sh",
+    "tarorder.py",
+)
 
 
 def _base_rootfs(work: Path, root: Path, versions: dict[str, str]) -> tuple[Path, list[str]]:
-    """The base system tarball and its package names, cached apart from the ISO: mmdebstrap is 30 s
-    of the build's 35, and the installer script changes far more often than the base system."""
+    """The base system tarball (in package order: tarorder) and its install.pkgs lines
+    (`package<TAB>marker`), cached apart from the ISO: mmdebstrap is 30 s of the build's 35, and the
+    installer script changes far more often than the base system."""
     scripts = {name: (DATA / name).read_bytes() for name in ROOTFS_SCRIPTS}
     digest = content_hash(scripts, {p: versions[p] for p in BASE_PACKAGES}, part="rootfs")
     cached = root / f"rootfs-{digest}"
     tarball, listing = cached / "install.tar.gz", cached / "packages.txt"
     with FileLock(str(root / f"rootfs-{digest}.lock"), timeout=900):
         if listing.exists():
-            return tarball, [p for p in listing.read_text().split() if p]
+            return tarball, listing.read_text().splitlines()
         with _step("base root filesystem (mmdebstrap)"):
             base_list = work / "base-packages.txt"
             rootfs = work / "install.tar.gz"
@@ -396,7 +408,12 @@ def _base_rootfs(work: Path, root: Path, versions: dict[str, str]) -> tuple[Path
                 ],
                 timeout=900,
             )
+        with _step("base tarball in package order"):
+            ordered = work / "install-ordered.tar.gz"
+            marks = tarorder.reorder(rootfs, ordered, [p for p in base_list.read_text().split() if p])
+            lines = work / "install.pkgs"
+            lines.write_text("".join(f"{package}\t{marker}\n" for package, marker in marks))
             cached.mkdir(parents=True, exist_ok=True)
-            rootfs.replace(tarball)
-            base_list.replace(listing)
-    return tarball, [p for p in listing.read_text().split() if p]
+            ordered.replace(tarball)
+            lines.replace(listing)
+    return tarball, listing.read_text().splitlines()

@@ -411,13 +411,31 @@ install_base() {
 	set -- $PACKAGES
 	total=$((base + $#))
 	say "Starting package installation process"
-	n=0
-	while read -r p; do
-		n=$((n + 1))
-		say "Installing $p ($n/$total)"
-	done <"$REPO/images/install.pkgs"
 	[ "$FAIL" = hang ] && { logline INFO "testbed.fail=hang: going silent"; while :; do sleep 3600; done; }
-	run tar -xzf "$REPO/images/install.img" -C "$SYSROOT"
+	# The progress follows the real unpacking, as anaconda's does: the base tarball holds each package's
+	# files together (in install.pkgs order), and install.pkgs names the first path of each ("marker").
+	# When tar -v prints a marker, that package (and any file-less one before it) is being installed.
+	# pipefail: a failing tar must fail the install, not vanish behind the progress loop's status.
+	set -o pipefail
+	# shellcheck disable=SC2016 # awk's own $0, not the shell's
+	if ! tar -xzvf "$REPO/images/install.img" -C "$SYSROOT" 2>>"$LOGFILE" |
+		awk -F "$TAB" -v pkgs="$REPO/images/install.pkgs" '
+			BEGIN { while ((getline l <pkgs) > 0) { split(l, f, "\t"); n++; name[n] = f[1]; if (f[2] != "") at[f[2]] = n } }
+				($0 in at) { for (; done < at[$0]; done++) print name[done + 1]; fflush() }
+			END { for (; done < n; done++) print name[done + 1] }' |
+		{
+			n=0
+			while read -r p; do
+				n=$((n + 1))
+				say "Installing $p ($n/$total)"
+			done
+			[ "$n" -eq "$base" ]
+		}; then
+		set +o pipefail
+		crash "unpacking the base system failed: $(tail -n 3 "$LOGFILE" | tr '\n' ' ')"
+	fi
+	set +o pipefail
+	n=$base
 	for p in $PACKAGES; do
 		n=$((n + 1))
 		say "Installing $p ($n/$total)"
