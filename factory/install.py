@@ -14,7 +14,9 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -153,12 +155,27 @@ def _run_vm(
     artifacts = (build.path / "console.log", build.path / "anaconda.log", build.path / "ks-requests.log")
     for artifact in artifacts[:2]:
         artifact.unlink(missing_ok=True)  # a retry in the same build dir starts fresh transcripts
-    with KickstartServer(plan.served, build.path / "ks-requests.log") as ks:
+    # Unix socket paths hold 107 bytes: QEMU's live in a short temporary folder, not under the build path
+    # (which can be deep). A link in the build dir names it, for `factory console BUILD`.
+    sockets = Path(tempfile.mkdtemp(prefix="factory-install-"))
+    link = build.path / "console.sock"
+    link.unlink(missing_ok=True)
+    link.symlink_to(sockets / "console.sock")
+    kept = False
+
+    def remove_sockets() -> None:
+        if not kept:  # a VM kept for inspection still serves its console there
+            link.unlink(missing_ok=True)
+            shutil.rmtree(sockets, ignore_errors=True)
+
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(remove_sockets)
+        ks = cleanup.enter_context(KickstartServer(plan.served, build.path / "ks-requests.log"))
         args = boot_args(spec, media_result.volume_label, ks.guest_url(ks_path_for_guest))
         serial = spec.boot.mode is BootMode.SERIAL_PROMPT
         cfg = qemu.VmConfig(
-            serial_socket=build.path / "console.sock",
-            qmp_socket=build.path / "qmp.sock",
+            serial_socket=sockets / "console.sock",
+            qmp_socket=sockets / "qmp.sock",
             memory_mib=spec.vm.memory_mib,
             cpus=spec.vm.cpus,
             accel="kvm" if plan.accel == "kvm" else "tcg",
@@ -187,6 +204,7 @@ def _run_vm(
         except InstallError as exc:
             if keep_on_error and vm.running():
                 vm.pause_and_detach()
+                kept = True
                 exc.details += (
                     f"\nThe VM is kept paused for inspection (qemu pid {vm.pid}).\n"
                     f"  attach to its serial console: factory console {build.path}\n"

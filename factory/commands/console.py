@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if _running(build) and transcript.exists():
         return follow(transcript, build, deadline)
     if sock.exists():
-        return attach(sock, deadline)
+        return attach(sock.resolve(), deadline)  # the link names a short path (sun_path: 107 bytes)
     raise UsageError(
         f"{build.path}: no running or kept VM (no console socket); the install transcript is {transcript}"
     )
