@@ -9,6 +9,7 @@ set reuses the verified image instead of reinstalling. `from_stage` forces a sta
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from factory.record import STAGES, BuildDir
 from factory.spec import Spec
 
 BUILD_STAGES = STAGES  # validate, media, install, verify, seal, export, promote
+_URL_PATH = re.compile(r"(https?://[^/\s]+/)\S+")
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,9 @@ class Runner:
         if isinstance(event, ProgressEvent):
             self.progress(self.spec.name, "install", event.done, event.total, f"installing {event.package}")
         elif isinstance(event, StageEvent):
-            self.progress(self.spec.name, "install", None, None, event.text)
+            # The kickstart's URL path is its access token: shown as "…" in logs and on screen.
+            text = _URL_PATH.sub(r"\1…", event.text)
+            self.progress(self.spec.name, "install", None, None, text)
 
     def _verify_seal_export(self, build: BuildDir, disk: Path) -> None:
         from factory import export, seal, verify

@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     if args.promote and args.no_verify:
         raise UsageError("--promote needs verification: drop --no-verify")
     jobs = host_parallelism(specs, args.jobs)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     reporter = Reporter(console, prefix_names=len(specs) > 1)
     with reporter.progress:
         if jobs == 1:
