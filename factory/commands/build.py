@@ -132,20 +132,33 @@ class Reporter:
 
 def summary_table(outcomes: list[Outcome]) -> Table:
     table = Table(title="factory build")
-    for col in ("spec", "stages", "image sha256", "AMIs", "result"):
+    for col in ("spec", "stages (seconds)", "image sha256", "result"):
         table.add_column(col)
     for o in outcomes:
-        stages = "\n".join(f"{n} {v['status']} {v['seconds']:.1f}s" for n, v in o.stages.items())
-        amis = "\n".join(
-            f"{acct} {region} {ami}" for acct, regions in o.amis.items() for region, ami in regions.items()
+        stages = ", ".join(
+            f"{n} {v['seconds']:.1f}" if v["status"] == "ok" else f"{n} {v['status']}"
+            for n, v in o.stages.items()
         )
         table.add_row(
-            o.spec,
-            stages,
-            (o.image_sha256 or "-")[:16],
-            amis or "-",
-            "ok" if not o.error else f"[red]{o.error}",
+            o.spec, stages, (o.image_sha256 or "-")[:16], "ok" if not o.error else f"[red]{o.error}"
         )
+    return table
+
+
+def ami_table(outcomes: list[Outcome]) -> Table | None:
+    rows = [
+        (o.spec, account, region, ami)
+        for o in outcomes
+        for account, regions in o.amis.items()
+        for region, ami in regions.items()
+    ]
+    if not rows:
+        return None
+    table = Table(title="promoted AMIs")
+    for col in ("spec", "account (profile)", "region", "AMI"):
+        table.add_column(col, no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
@@ -177,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--promote needs verification: drop --no-verify")
     jobs = host_parallelism(specs, args.jobs)
     console = Console(stderr=True, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = max(console.width, 160)  # CI logs: no 80-column tables
     reporter = Reporter(console, prefix_names=len(specs) > 1)
     with reporter.progress:
         if jobs == 1:
@@ -191,6 +206,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([outcome_json(o) for o in outcomes], indent=2))
     else:
         console.print(summary_table(outcomes))
+        amis = ami_table(outcomes)
+        if amis is not None:
+            console.print(amis)
     if len(errors) == 1 and len(specs) == 1:
         raise errors[0]  # the top-level handler prints it with its artifacts and exit code
     for exc in errors:
