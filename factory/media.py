@@ -54,7 +54,13 @@ RETRY_DELAY_S = 2.0
 LOCK_TIMEOUT_S = 4 * 3600.0
 CHUNK = 1024 * 1024
 # Bump when remaster_for_serial's edits change: the cached copies are keyed by it.
-REMASTER_VERSION = "serial-remaster-v1"
+# v2: the grub.cfg inside images/efiboot.img (what UEFI CD boot really reads) is edited too.
+REMASTER_VERSION = "serial-remaster-v2"
+# EL7's El Torito EFI boot image: a FAT filesystem with EFI/BOOT/{BOOTX64.EFI,grubx64.efi,grub.cfg}.
+EFIBOOT_PATH = "/images/efiboot.img"
+EFIBOOT_GRUB_CFG = "::EFI/BOOT/grub.cfg"
+# mtools refuses FAT images whose geometry it finds odd (lorax's mkdosfs output can be); we only copy files.
+_MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1"}
 
 _stderr = Console(stderr=True)
 
@@ -436,7 +442,11 @@ def serial_grub_cfg(text: str, console: str = "ttyS0,115200") -> str:
 
 
 def remaster_for_serial(iso: Path, *, console: str = "ttyS0,115200") -> Path:
-    """A cached copy of `iso` whose boot loaders talk on the serial console and wait at their prompt."""
+    """A cached copy of `iso` whose boot loaders talk on the serial console and wait at their prompt.
+
+    Edited: isolinux/isolinux.cfg (BIOS), EFI/BOOT/grub.cfg and, when present, the grub.cfg inside the
+    El Torito EFI image images/efiboot.img (UEFI). The source ISO is only read.
+    """
     _parse_console(console)
     source_sha = file_sha256(iso)
     key = digest.combine(REMASTER_VERSION, source_sha, console)
@@ -458,6 +468,9 @@ def remaster_for_serial(iso: Path, *, console: str = "ttyS0,115200") -> Path:
                 grub = read_file(iso, "/EFI/BOOT/grub.cfg", work / "grub.cfg")
                 grub.write_text(serial_grub_cfg(grub.read_text(errors="replace"), console))
                 maps += ["-map", str(grub), "/EFI/BOOT/grub.cfg"]
+            efiboot = _serial_efiboot(iso, work, console)
+            if efiboot is not None:
+                maps += ["-map", str(efiboot), EFIBOOT_PATH]
             tmp = work / "new.iso"
             # `replay` re-creates the input's El Torito boot records and MBR/GPT system area as they were.
             tools.run(
@@ -468,8 +481,45 @@ def remaster_for_serial(iso: Path, *, console: str = "ttyS0,115200") -> Path:
                 ],
                 timeout=1800,
             )  # fmt: skip
+            # An El Torito entry names a block address, not a path: check replay moved it to the new image.
+            if (
+                efiboot is not None
+                and EFIBOOT_PATH in _eltorito_paths(iso)
+                and EFIBOOT_PATH not in _eltorito_paths(tmp)
+            ):
+                raise MediaError(f"{iso}: the remastered copy lost its El Torito EFI image {EFIBOOT_PATH}")
             os.replace(tmp, final)
     return final
+
+
+def _serial_efiboot(iso: Path, work: Path, console: str) -> Path | None:
+    """A copy of the ISO's EFI boot image whose grub.cfg talks on the serial port; None if it has none.
+
+    UEFI CD boot runs the El Torito EFI image's BOOTX64.EFI, and its grub reads the grub.cfg next to it in
+    that FAT image, not EFI/BOOT/grub.cfg in the ISO tree. mtools edits the copy without mounting it.
+    """
+    try:
+        img = read_file(iso, EFIBOOT_PATH, work / "efiboot.img")  # a private copy in the work folder
+    except MediaError:
+        return None  # BIOS-only media
+    got = tools.run(["mcopy", "-i", img, EFIBOOT_GRUB_CFG, "-"], env=_MTOOLS_ENV, timeout=60, check=False)
+    if got.returncode != 0:
+        lines = got.stderr.decode(errors="replace").strip().splitlines()
+        why = re.sub(r"^\S*mcopy: ", "", lines[-1]) if lines else "mcopy failed"  # drop mcopy's own path
+        if why.startswith("Cannot initialize"):  # mtools' words for "no FAT boot sector here"
+            why = f"not a FAT filesystem ({why})"
+        raise MediaError(f"{iso}: cannot read EFI/BOOT/grub.cfg in {EFIBOOT_PATH}: {why}")
+    cfg = work / "efiboot-grub.cfg"
+    cfg.write_text(serial_grub_cfg(got.stdout.decode(errors="replace"), console))
+    tools.run(["mcopy", "-o", "-i", img, cfg, EFIBOOT_GRUB_CFG], env=_MTOOLS_ENV, timeout=60)
+    return img
+
+
+def _eltorito_paths(iso: Path) -> set[str]:
+    """ISO paths of the El Torito boot images (xorriso names the file found at each entry's block)."""
+    report = tools.run(["xorriso", "-indev", iso, "-report_el_torito", "plain"], timeout=300)
+    text = (report.stdout + report.stderr).decode(errors="replace")
+    return set(re.findall(r"^El Torito img path :\s+\d+\s+(\S.*?)\s*$", text, flags=re.MULTILINE))
 
 
 def cached_isos() -> list[tuple[Path, int]]:

@@ -27,6 +27,11 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "qemu-io": ("qemu-utils", "qemu-img"),
     # Seal's offline re-check reads the sealed disk (xfs on EL, ext4 on the testbed) with libguestfs.
     "guestfish": ("libguestfs-tools", "guestfs-tools"),
+    # The serial remaster edits grub.cfg inside EL7's FAT EFI boot image (images/efiboot.img) with mtools;
+    # the test ISO fixture builds such an image with mkfs.fat + mmd.
+    "mcopy": ("mtools", "mtools"),
+    "mmd": ("mtools", "mtools"),
+    "mkfs.fat": ("dosfstools", "dosfstools"),
     # Files, not programs (hostdeps checks an absolute path for existence): the testbed's BIOS boot loader.
     # Fedora/RHEL ship them as /usr/share/syslinux/{isolinux.bin,ldlinux.c32}.
     "/usr/lib/ISOLINUX/isolinux.bin": ("isolinux", "syslinux"),

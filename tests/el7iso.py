@@ -52,10 +52,51 @@ menuentry 'Install CentOS 7' --class fedora --class gnu-linux --class gnu --clas
 }
 """
 
+# The grub.cfg inside images/efiboot.img: what UEFI CD boot really reads (grub then finds the disc by label).
+EL7_EFIBOOT_GRUB_CFG = """\
+set default="0"
 
-def make_el7_iso(work: Path, *, label: str = LABEL, joliet: bool = True) -> Path:
+function load_video {
+  insmod efi_gop
+  insmod efi_uga
+}
+
+insmod part_gpt
+insmod ext2
+
+set timeout=60
+search --no-floppy --set=root -l 'CentOS 7 x86_64'
+
+menuentry 'Install CentOS Linux 7' --class fedora --class gnu-linux --class gnu --class os {
+\tlinuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64 quiet
+\tinitrdefi /images/pxeboot/initrd.img
+}
+"""
+EFIBOOT_KIB = 1440
+
+
+def make_efiboot_img(work: Path, grub_cfg: str = EL7_EFIBOOT_GRUB_CFG) -> Path:
+    """A FAT image like EL7's images/efiboot.img: EFI/BOOT/{BOOTX64.EFI,grubx64.efi,grub.cfg} (stubs)."""
+    img = work / "efiboot.img"
+    tools.run(["mkfs.fat", "-C", "-n", "ANACONDA", img, str(EFIBOOT_KIB)], timeout=60)
+    tools.run(["mmd", "-i", img, "::EFI", "::EFI/BOOT"], timeout=60)
+    files = {
+        "BOOTX64.EFI": b"not an EFI binary\n",
+        "grubx64.efi": b"not grub\n",
+        "grub.cfg": grub_cfg.encode(),
+    }
+    for name, data in files.items():
+        (work / name).write_bytes(data)
+        tools.run(["mcopy", "-i", img, work / name, f"::EFI/BOOT/{name}"], timeout=60)
+    return img
+
+
+def make_el7_iso(work: Path, *, label: str = LABEL, joliet: bool = True, efiboot: bool = True) -> Path:
     """Build `work/el7.iso`: isolinux/{isolinux.bin,ldlinux.c32,isolinux.cfg,vmlinuz,initrd.img},
-    EFI/BOOT/grub.cfg, .discinfo and a file with a long mixed-case name (Rock Ridge/Joliet only)."""
+    EFI/BOOT/grub.cfg, .discinfo and a file with a long mixed-case name (Rock Ridge/Joliet only).
+
+    With `efiboot`, images/efiboot.img (see make_efiboot_img) is the El Torito EFI boot image too, as on EL7.
+    """
     tree = work / "tree"
     (tree / "isolinux").mkdir(parents=True)
     (tree / "EFI" / "BOOT").mkdir(parents=True)
@@ -70,12 +111,18 @@ def make_el7_iso(work: Path, *, label: str = LABEL, joliet: bool = True) -> Path
     (tree / "images" / "pxeboot" / "vmlinuz").write_bytes(b"not a kernel\n")
     (tree / ".discinfo").write_text("1446838339.555000\n7\nx86_64\n")
     (tree / "RPM-GPG-KEY-CentOS-Testing-7").write_text("key\n")
+    efi_args: list[str | Path] = []
+    if efiboot:
+        fat = work / "fat"
+        fat.mkdir()
+        make_efiboot_img(fat).rename(tree / "images" / "efiboot.img")
+        efi_args = ["-eltorito-alt-boot", "-e", "images/efiboot.img", "-no-emul-boot"]
     iso = work / "el7.iso"
     tools.run(
         [
             "xorriso", "-as", "mkisofs", "-quiet", "-R", *(["-J"] if joliet else []), "-V", label,
             "-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat",
-            "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table",
+            "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", *efi_args,
             "-o", iso, tree,
         ],
         timeout=120,

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from el7iso import EL7_GRUB_CFG, EL7_ISOLINUX_CFG, LABEL, make_el7_iso
+from el7iso import (
+    EL7_EFIBOOT_GRUB_CFG,
+    EL7_GRUB_CFG,
+    EL7_ISOLINUX_CFG,
+    LABEL,
+    make_efiboot_img,
+    make_el7_iso,
+)
 
-from factory import media, tools
+from factory import digest, media, tools
 from factory.errors import MediaError
 
 
@@ -154,3 +163,120 @@ def test_remaster_of_a_non_iso_leaves_nothing(tmp_path: Path, monkeypatch: pytes
         p.name for p in (tmp_path / "cache" / "remastered").iterdir() if not p.name.endswith(".lock")
     ] == []
     assert bad.stat().st_size == 4096
+
+
+# --- the EFI boot image (images/efiboot.img): what UEFI CD boot really reads -------------------------------
+
+
+def _el_torito(iso: Path) -> str:
+    report = tools.run(["xorriso", "-indev", iso, "-report_el_torito", "plain"], timeout=60)
+    return (report.stdout + report.stderr).decode()
+
+
+def _uefi_entry_lba(iso: Path) -> int | None:
+    """Block address the El Torito UEFI entry boots from (last column of its `boot img` line)."""
+    m = re.search(r"^El Torito boot img :\s+\d+\s+UEFI\s.*?(\d+)\s*$", _el_torito(iso), flags=re.MULTILINE)
+    return int(m.group(1)) if m else None
+
+
+def _file_lba(iso: Path, path: str) -> int:
+    out = tools.run(["xorriso", "-indev", iso, "-find", path, "-exec", "report_lba", "--"], timeout=60)
+    m = re.search(r"File data lba:\s+\d+\s*,\s*(\d+)\s*,", (out.stdout + out.stderr).decode())
+    assert m is not None, f"no {path} in {iso}"
+    return int(m.group(1))
+
+
+def _fat_grub_cfg(iso: Path, work: Path) -> str:
+    """EFI/BOOT/grub.cfg inside the ISO's images/efiboot.img, read back with mtools."""
+    img = media.read_file(iso, "/images/efiboot.img", work / f"{iso.stem}-efiboot.img")
+    return tools.run(["mcopy", "-i", img, "::EFI/BOOT/grub.cfg", "-"], timeout=60).stdout.decode()
+
+
+def test_remaster_edits_grub_cfg_inside_efiboot_img(
+    tmp_path: Path, iso: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FACTORY_CACHE", str(tmp_path / "cache"))
+    source_sha = digest.sha256_file(iso)
+    assert _fat_grub_cfg(iso, tmp_path) == EL7_EFIBOOT_GRUB_CFG  # the fixture is what we think it is
+    out = media.remaster_for_serial(iso)
+    cfg = _fat_grub_cfg(out, tmp_path)
+    assert cfg.splitlines()[:4] == [
+        "serial --unit=0 --speed=115200",
+        "terminal_input serial console",
+        "terminal_output serial console",
+        "set timeout=-1",
+    ]
+    assert "set timeout=60" not in cfg
+    assert "menuentry 'Install CentOS Linux 7'" in cfg
+    assert "linuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64 quiet" in cfg
+    img = media.read_file(out, "/images/efiboot.img", tmp_path / "out-efiboot.img")
+    listing = tools.run(["mdir", "-b", "-i", img, "::EFI/BOOT"], timeout=60).stdout.decode()
+    assert {Path(line).name.upper() for line in listing.split()} >= {"BOOTX64.EFI", "GRUBX64.EFI", "GRUB.CFG"}
+    # The EFI El Torito entry survives and boots the edited image: its block address is that file's.
+    text = _el_torito(out)
+    assert "El Torito img path :   2  /images/efiboot.img" in text
+    assert _uefi_entry_lba(out) == _file_lba(out, "/images/efiboot.img")
+    assert "El Torito img path :   1  /isolinux/isolinux.bin" in text
+    # The source ISO is byte-identical, its EFI image included.
+    assert digest.sha256_file(iso) == source_sha
+    assert _fat_grub_cfg(iso, tmp_path) == EL7_EFIBOOT_GRUB_CFG
+
+
+def test_remaster_without_efiboot_img(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACTORY_CACHE", str(tmp_path / "cache"))
+    bios_only = make_el7_iso(tmp_path, efiboot=False)
+    assert _uefi_entry_lba(bios_only) is None
+    out = media.remaster_for_serial(bios_only)
+    assert "efiboot.img" not in media.list_dir(out, "/images")
+    assert _uefi_entry_lba(out) is None
+    cfg = media.read_file(out, "/isolinux/isolinux.cfg", tmp_path / "cfg").read_text()
+    assert cfg == media.serial_isolinux_cfg(EL7_ISOLINUX_CFG)
+    grub = media.read_file(out, "/EFI/BOOT/grub.cfg", tmp_path / "grub").read_text()
+    assert grub == media.serial_grub_cfg(EL7_GRUB_CFG)
+
+
+def _fat_without_grub_cfg(work: Path) -> Path:
+    img = make_efiboot_img(work)
+    tools.run(["mdel", "-i", img, "::EFI/BOOT/grub.cfg"], timeout=60)
+    return img
+
+
+def _not_fat(work: Path) -> Path:
+    img = work / "efiboot.img"
+    img.write_bytes(b"\xff" * 65536)
+    return img
+
+
+@pytest.mark.parametrize(
+    ("make_img", "message"),
+    [
+        pytest.param(
+            _fat_without_grub_cfg, 'File "::EFI/BOOT/grub.cfg" not found', id="fat-without-grub-cfg"
+        ),
+        pytest.param(_not_fat, "not a FAT filesystem", id="not-a-fat-image"),
+    ],
+)
+def test_remaster_with_unreadable_efiboot_img_leaves_nothing(
+    tmp_path: Path,
+    iso: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_img: Callable[[Path], Path],
+    message: str,
+) -> None:
+    monkeypatch.setenv("FACTORY_CACHE", str(tmp_path / "cache"))
+    fat_dir = tmp_path / "fat"
+    fat_dir.mkdir()
+    img = make_img(fat_dir)
+    bad = tmp_path / "bad.iso"
+    tools.run(
+        ["xorriso", "-indev", iso, "-outdev", bad, "-boot_image", "any", "replay",
+         "-map", img, "/images/efiboot.img", "-commit"],
+        timeout=60,
+    )  # fmt: skip
+    with pytest.raises(
+        MediaError, match="cannot read EFI/BOOT/grub.cfg in /images/efiboot.img: .*" + re.escape(message)
+    ):
+        media.remaster_for_serial(bad)
+    assert [
+        p.name for p in (tmp_path / "cache" / "remastered").iterdir() if not p.name.endswith(".lock")
+    ] == []
