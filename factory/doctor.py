@@ -34,6 +34,7 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("ssh", "required", ("-V",)),
     ToolSpec("ssh-keygen", "required", ()),
     ToolSpec("guestfish", "required"),
+    ToolSpec("mcopy", "serial"),  # serial-prompt remaster: edits grub.cfg inside the ISO's efiboot.img
     ToolSpec("mmdebstrap", "testbed"),
     ToolSpec("cpio", "testbed"),
     ToolSpec("mkfs.ext4", "testbed", ("-V",)),
