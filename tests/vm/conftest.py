@@ -10,13 +10,12 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from factory.media import MediaResult
 from factory.record import BuildDir
-from factory.spec import Spec
+from factory.spec import Accel, Boot, BootMode, Spec, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,19 +34,17 @@ def testbed_spec(testbed_media: MediaResult) -> Callable[..., Spec]:
     """testbed_spec(mode="kernel", extra_args=(), **timeouts) -> a Spec installing the testbed."""
 
     def make(mode: str = "kernel", extra_args: tuple[str, ...] = (), **timeouts: int) -> Spec:
-        raw: dict[str, Any] = {
-            "name": "testbed",
-            "os": "testbed",
-            "media": {"builtin": "testbed", "volume_label": testbed_media.volume_label},
-            "kickstart": {"path": str(ROOT / "kickstarts" / "testbed.ks")},
-            "vm": {"memory_mib": 1024, "cpus": 2, "disk_gib": 2, "accel": "tcg"},
-            "boot": {"mode": mode, "extra_args": extra_args},
-            # idle as specs/testbed.yaml: the testbed unpacks its base system silently (~27 s on an idle
-            # host, more under load) after printing its package lines; the hang cases set their own.
-            "timeouts": {"idle": 120, "kickstart_fetch": 60, "install": 900, **timeouts},
-            "source": str(ROOT / "specs" / "testbed.yaml"),
-        }
-        return Spec.model_validate(raw)
+        base = load_spec(ROOT / "specs" / "testbed.yaml")
+        # The real testbed spec, with TCG forced (no probe) and the tests' own boot mode and bounds.
+        return base.model_copy(
+            update={
+                "vm": base.vm.model_copy(update={"accel": Accel.TCG}),
+                "boot": Boot(mode=BootMode(mode), extra_args=extra_args),
+                "timeouts": base.timeouts.model_copy(
+                    update={"kickstart_fetch": 60, "install": 900, **timeouts}
+                ),
+            }
+        )
 
     return make
 
