@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from factory import digest, qemu, sshkey, tools
+from factory import digest, guest, qemu, sshkey, tools
 from factory.errors import FactoryError, VerifyError
 from factory.record import BuildDir
 from factory.spec import Spec
@@ -183,22 +183,21 @@ def recheck(image: Path, accel: str) -> Recheck:
 
 def _clean_over_ssh(spec: Spec, disk: Path, key: BuildKey, out: Path, accel: str) -> tuple[str, ...]:
     """Boot `disk` (writable), run the cleanup over SSH, power off; returns what the cleanup removed."""
-    from factory import verify as boot  # the boot-to-SSH helpers are verify's; seal boots the same way
 
-    port = boot.free_port()
+    port = guest.free_port()
     sockets = Path(tempfile.mkdtemp(prefix="factory-seal-"))
     transcript, bios_log = out / "console.log", out / "bios.log"
     try:
-        ssh_config = boot.write_ssh_config(out / "ssh_config", key, port)
-        cfg = boot.vm_config(spec, disk, port, sockets, bios_log, accel=accel)
+        ssh_config = guest.write_ssh_config(out / "ssh_config", key, port)
+        cfg = guest.vm_config(spec, disk, port, sockets, bios_log, accel=accel)
         with qemu.running(cfg, transcript) as vm:
-            boot.wait_for_ssh(
+            guest.wait_for_ssh(
                 vm, ssh_config, port=port, timeout=spec.timeouts.ssh, transcript=transcript, bios_log=bios_log
             )
-            with boot.draining(vm):
+            with guest.draining(vm):
                 # Power off from the same session: with its host keys gone, sshd accepts no new connection.
                 done = tools.run(
-                    boot.ssh_argv(ssh_config, "sh", "-s"),
+                    guest.ssh_argv(ssh_config, "sh", "-s"),
                     input=(cleanup_script() + POWEROFF).encode(),
                     timeout=300,
                     check=False,

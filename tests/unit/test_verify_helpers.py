@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from factory import verify
+from factory import guest, verify
 from factory.errors import VerifyError
 from factory.spec import Spec
 from factory.sshkey import BuildKey
@@ -19,7 +19,7 @@ KEY = BuildKey(private=Path("/b/build-key"), public="ssh-ed25519 AAAA image-fact
 
 
 def test_ssh_config_logs_in_with_the_build_key_only() -> None:
-    text = verify.ssh_config_text(KEY, 40022, Path("/tmp/x/ssh-%C"))
+    text = guest.ssh_config_text(KEY, 40022, Path("/tmp/x/ssh-%C"))
     lines = [ln.strip() for ln in text.splitlines()]
     for wanted in (
         "Port 40022",
@@ -35,7 +35,7 @@ def test_ssh_config_logs_in_with_the_build_key_only() -> None:
 
 
 def test_ssh_config_is_private_and_parsed_by_ssh(tmp_path: Path) -> None:
-    path = verify.write_ssh_config(tmp_path / "ssh_config", KEY, 40022)
+    path = guest.write_ssh_config(tmp_path / "ssh_config", KEY, 40022)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     # `ssh -G` prints the effective configuration: proves OpenSSH reads the file as meant.
     out = subprocess.run(
@@ -65,12 +65,12 @@ def test_ssh_config_is_private_and_parsed_by_ssh(tmp_path: Path) -> None:
     ],
 )
 def test_boot_failure(text: str, kind: str | None) -> None:
-    assert verify.boot_failure("boot noise\r\n" + text) == kind
+    assert guest.boot_failure("boot noise\r\n" + text) == kind
 
 
 def test_login_prompt_is_recognised() -> None:
-    assert verify.LOGIN_PROMPT_RE.search("Debian GNU/Linux 12 testbed ttyS0\r\r\n\r\ntestbed login: ")
-    assert not verify.LOGIN_PROMPT_RE.search("Last login: Wed Nov 25 on ttyS0")
+    assert guest.LOGIN_PROMPT_RE.search("Debian GNU/Linux 12 testbed ttyS0\r\r\n\r\ntestbed login: ")
+    assert not guest.LOGIN_PROMPT_RE.search("Last login: Wed Nov 25 on ttyS0")
 
 
 def _junit(tmp_path: Path, tests: str) -> Path:
@@ -128,6 +128,6 @@ def test_suite_command(tmp_path: Path) -> None:
 
 
 def test_free_port_is_bindable_on_loopback() -> None:
-    port = verify.free_port()
+    port = guest.free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
