@@ -78,6 +78,7 @@ SCRIPTS = (
     "rootfs/sshd-keygen.sh",
     "rootfs/mountkernfs.sh",
     "rootfs/mountdevsubfs.sh",
+    "rootfs/mounts-lib.sh",
     "build.py",
     "cpio.py",
     "kmod.py",
@@ -372,6 +373,7 @@ ROOTFS_SCRIPTS = (
     "rootfs/sshd-keygen.sh",
     "rootfs/mountkernfs.sh",
     "rootfs/mountdevsubfs.sh",
+    "rootfs/mounts-lib.sh",
     "udhcpc.sh",
     "tarorder.py",
 )

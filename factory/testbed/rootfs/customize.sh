@@ -37,6 +37,7 @@ for s in hwclock.sh brightness mount-configfs bootlogs mountnfs-bootclean.sh mou
 done
 # The kernel file system mounts stay, with Debian's options, but done with builtins (~6 s less). Same
 # paths: checkroot.sh runs them again by name.
+install -D -m 0644 "$data/rootfs/mounts-lib.sh" "$root/lib/testbed/mounts.sh"
 install -m 0755 "$data/rootfs/mountkernfs.sh" "$root/etc/init.d/mountkernfs.sh"
 install -m 0755 "$data/rootfs/mountdevsubfs.sh" "$root/etc/init.d/mountdevsubfs.sh"
 # The whole boot graph must still resolve (insserv fails on a missing required service).

@@ -13,15 +13,8 @@
 # and options with shell builtins (Debian's forks ~40 times: ~2.5 s under TCG at boot).
 PATH=/sbin:/bin:/usr/sbin:/usr/bin
 
-read_mounts() {
-	MOUNTS=" "
-	[ -r /proc/mounts ] || return 0
-	while read -r _ dir _; do MOUNTS="$MOUNTS$dir "; done </proc/mounts
-}
-mnt() {
-	case "$MOUNTS" in *" $2 "*) return 1 ;; esac
-	mount -n -t "$1" ${3:+-o "$3"} "$1" "$2"
-}
+. /lib/testbed/mounts.sh
+
 link() {
 	[ -h "/dev/$1" ] || [ -e "/dev/$1" ] || ln -s "$2" "/dev/$1"
 }

@@ -14,17 +14,7 @@
 # script forks grep/sed/mountpoint/uname ~60 times (~3 s); checkroot.sh calls it again with `reload`.
 PATH=/sbin:/bin:/usr/sbin:/usr/bin
 
-# " /proc /sys ... ": the current mount points, read with builtins (no grep, no mountpoint).
-read_mounts() {
-	MOUNTS=" "
-	[ -r /proc/mounts ] || return 0
-	while read -r _ dir _; do MOUNTS="$MOUNTS$dir "; done </proc/mounts
-}
-# mnt TYPE DIR [OPTIONS]: mount TYPE on DIR unless DIR is a mount point already (then return 1).
-mnt() {
-	case "$MOUNTS" in *" $2 "*) return 1 ;; esac
-	mount -n -t "$1" ${3:+-o "$3"} "$1" "$2"
-}
+. /lib/testbed/mounts.sh
 
 start() {
 	read_mounts
