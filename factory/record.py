@@ -79,7 +79,8 @@ class BuildDir:
     @classmethod
     def create(cls, root: Path, spec_name: str, build_id: str | None = None) -> BuildDir:
         build_id = build_id or new_build_id()
-        path = root / spec_name / build_id
+        # Absolute: stages hand these paths to programs that run in other directories (pytest, qemu).
+        path = root.absolute() / spec_name / build_id
         path.mkdir(parents=True, exist_ok=False)
         rec: dict[str, Any] = {
             "spec": spec_name,
@@ -102,7 +103,7 @@ class BuildDir:
             raise InputError(f"{path}: not a build directory (no record.json)") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"{path}/record.json: unreadable build record: {exc}") from None
-        return cls(path=path, spec_name=rec["spec"], build_id=rec["build_id"], record=rec)
+        return cls(path=path.absolute(), spec_name=rec["spec"], build_id=rec["build_id"], record=rec)
 
     @property
     def record_path(self) -> Path:

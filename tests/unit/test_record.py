@@ -91,3 +91,11 @@ def test_to_jsonable_handles_nested_values() -> None:
     assert to_jsonable({"a": (Path("/p"), [_Result(Path("/d"), 2.0)])}) == {
         "a": ["/p", [{"disk": "/d", "seconds": 2.0}]]
     }
+
+
+def test_build_paths_are_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stages pass these paths to programs run elsewhere (pytest runs tests/images from the repo root).
+    monkeypatch.chdir(tmp_path)
+    build = BuildDir.create(Path("build"), "s", "b")
+    assert build.path == tmp_path / "build" / "s" / "b"
+    assert BuildDir.open(Path("build/s/b")).path == build.path
