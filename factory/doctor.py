@@ -39,10 +39,14 @@ VERSION_ARGS: dict[str, tuple[str, ...]] = {
     "depmod": ("--version",),
 }
 # Every program and file a capability uses, in report order, with what needs it.
+_NEEDED_FOR: dict[str, str] = {}
+for _cap in capabilities.CAPABILITIES:
+    for _tool in _cap.tools:
+        _NEEDED_FOR.setdefault(_tool, _cap.needed_for)  # the first (most required) capability using it
 TOOLS: tuple[ToolSpec, ...] = tuple(
-    ToolSpec(tool, cap.needed_for, () if tool.startswith("/") else VERSION_ARGS.get(tool, ("--version",)))
-    for tool, cap in {t: c for c in reversed(capabilities.CAPABILITIES) for t in c.tools}.items()
-)[::-1]
+    ToolSpec(tool, needed, () if tool.startswith("/") else VERSION_ARGS.get(tool, ("--version",)))
+    for tool, needed in _NEEDED_FOR.items()
+)
 READY_FOR = ("required", "testbed")
 
 
