@@ -21,7 +21,10 @@ def test_no_bench_module_shadows_the_standard_library(script: Path) -> None:
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
 def test_bench_scripts_import_with_bench_first_on_the_path(script: Path) -> None:
     """What `python bench/NAME.py` does before its main(): bench/ first on sys.path, then the imports."""
-    code = f"import sys; sys.path.insert(0, {str(BENCH)!r}); import importlib; importlib.import_module({script.stem!r})"
+    code = (
+        f"import sys; sys.path.insert(0, {str(BENCH)!r}); "
+        f"import importlib; importlib.import_module({script.stem!r})"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code],
         cwd=BENCH.parent,
