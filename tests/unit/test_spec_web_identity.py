@@ -1,4 +1,5 @@
-"""The spec's web identity settings: each bad input is a spec error with its field path."""
+"""The spec's web identity settings beyond tests/unit/test_spec.py's per-field table: both token kinds at
+once, one profile with two settings, the defaults."""
 
 from __future__ import annotations
 
@@ -30,23 +31,6 @@ BAD: dict[str, tuple[str, str]] = {
     "both-token-file-and-source": (
         f"      web_identity: {{role_arn: '{ROLE}', token_file: /t, token_from: github-actions}}\n",
         "exactly one of token_file or token_from",
-    ),
-    "no-token": (f"      web_identity: {{role_arn: '{ROLE}'}}\n", "exactly one of token_file or token_from"),
-    "role-arn-not-a-role": (
-        "      web_identity: {role_arn: 'arn:aws:iam::333333333333:user/bob', token_file: /t}\n",
-        "aws.targets.0.web_identity.role_arn",
-    ),
-    "unknown-token-source": (
-        f"      web_identity: {{role_arn: '{ROLE}', token_from: gitlab}}\n",
-        "aws.targets.0.web_identity.token_from",
-    ),
-    "duration-over-12h": (
-        f"      web_identity: {{role_arn: '{ROLE}', token_file: /t, duration_seconds: 50000}}\n",
-        "duration_seconds",
-    ),
-    "typo-field": (
-        f"      web_identity: {{role_arn: '{ROLE}', token_fil: /t}}\n",
-        "token_fil: unknown field",
     ),
 }
 
