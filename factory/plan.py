@@ -71,6 +71,10 @@ class Entry:
     targets: tuple[TargetPlan, ...]
     # The spec's promotion goes to the embedded local AWS (moto): no credentials needed.
     aws_local: bool
+    # The ISO's sha256 when known before the build (the workflow's media cache key), and the variable
+    # naming a local ISO for media behind a login (the workflow fetches it from a private location).
+    iso_sha256: str | None
+    media_path_env: str | None
     changed: bool
     reason: str
     key: str | None
@@ -172,6 +176,7 @@ def plan_spec(spec: Spec, build_root: Path) -> Entry:
             for t in spec.aws.targets
         )
     changed, reason, key, last = change(spec, build_root)
+    iso_sha256, _ = _known_iso_sha256(spec)
     return Entry(
         spec=spec.name,
         spec_file=display_path(spec.source),
@@ -179,6 +184,8 @@ def plan_spec(spec: Spec, build_root: Path) -> Entry:
         resources=res,
         targets=targets,
         aws_local=spec.aws is not None and spec.aws.endpoint_url == "local",
+        iso_sha256=iso_sha256,
+        media_path_env=spec.media.path_env,
         changed=changed,
         reason=reason,
         key=key,
@@ -192,7 +199,8 @@ def github_matrix(entries: list[Entry], *, include_unchanged: bool = False) -> d
     """What `strategy.matrix` takes: {"include": [one flat object per spec to build]}.
 
     Flat scalars (and one list of profiles) so a job reads `matrix.spec`, `matrix.memory_mib`...;
-    `over_hosted_runner` is a comma-joined string (empty: fits), testable with contains().
+    `over_hosted_runner` is a comma-joined string (empty: fits), testable with contains(); unknown
+    values are "" (an expression's falsy string), never null.
     """
     include = [
         {
@@ -205,6 +213,8 @@ def github_matrix(entries: list[Entry], *, include_unchanged: bool = False) -> d
             "targets": [t.profile for t in e.targets],
             "promote": bool(e.targets),
             "aws_local": e.aws_local,
+            "iso_sha256": e.iso_sha256 or "",
+            "media_env": e.media_path_env or "",
             "changed": e.changed,
             "reason": e.reason,
             "fits_hosted_runner": not e.over_hosted_runner,

@@ -186,6 +186,10 @@ def test_iso_sha256_from_an_unset_variable_is_planned_as_changed(
     assert entry["changed"] is True
     assert "PLAN_TEST_SHA is not set" in entry["reason"]
     assert entry["key"] is None
+    assert (entry["iso_sha256"], entry["media_path_env"]) == (None, "PLAN_TEST_ISO")
+    monkeypatch.setenv("PLAN_TEST_SHA", SHA)
+    [entry] = json.loads(run_plan(capsys)[1])
+    assert (entry["iso_sha256"], entry["reason"]) == (SHA, "no verified build yet")
 
 
 def test_builtin_testbed_is_planned_as_changed(capsys: pytest.CaptureFixture[str]) -> None:
@@ -217,6 +221,8 @@ def test_github_format_is_one_line_strategy_matrix_of_changed_specs(
         "targets": ["prod", "staging"],
         "promote": True,
         "aws_local": False,
+        "iso_sha256": SHA,
+        "media_env": "",
         "changed": True,
         "reason": "no verified build yet",
         "fits_hosted_runner": True,
