@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."  # the repository root: OUT and the build root are relative to it
 
 spec=${1:?usage: build.sh SPEC [OUT]}
-out=${2:-artifacts/$spec}
+out=$(realpath -m "${2:-artifacts/$spec}")
 root=${FACTORY_BUILD_DIR:-build}
 spec_file=specs/$spec.yaml
 [[ -f $spec_file ]] || { echo "error: $spec_file: spec not found" >&2; exit 2; }
@@ -45,7 +45,7 @@ mkdir -p "$out/logs" "$out/records/$spec/$id"
 cp "$record" "$out/record.json"
 cp "$record" "$out/records/$spec/$id/record.json"
 # Logs: every *.log of the build, keeping verify/ apart from the install's. Never the build key or disks.
-(cd "$dir" && find . -name '*.log' -type f -print0 | xargs -0 -r cp --parents -t "$OLDPWD/$out/logs")
+(cd "$dir" && find . -name '*.log' -type f -print0 | xargs -0 -r cp --parents -t "$out/logs")
 [[ -f $dir/verify/junit.xml ]] && cp "$dir/verify/junit.xml" "$out/junit.xml"
 find "$dir" -maxdepth 3 -type f -iname 'sbom*' -exec cp -t "$out" {} +
 

@@ -4,6 +4,7 @@ in `tox -e lint`; the build step's script runs for real in tests/vm/test_workflo
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from factory import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "images.yml"
+SCRIPT = ROOT / ".github" / "scripts" / "build.sh"
 UDEV = 'KERNEL=="kvm", GROUP="kvm", MODE="0666", OPTIONS+="static_node=kvm"'
 
 
@@ -116,3 +118,22 @@ def test_no_expression_expands_inside_a_script(wf: dict[Any, Any]) -> None:
     for job in wf["jobs"].values():
         for step in job["steps"]:
             assert "${{" not in step.get("run", ""), step.get("name")
+
+
+def test_build_script_unknown_spec_is_one_line_exit_2(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(SCRIPT), "no-such-spec", str(tmp_path / "out")], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == "error: specs/no-such-spec.yaml: spec not found\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_script_unknown_build_command_is_exit_2(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "FACTORY_BUILD_VIA": "make"}
+    proc = subprocess.run(
+        [str(SCRIPT), "testbed", str(tmp_path / "out")], env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == "error: FACTORY_BUILD_VIA must be tox or factory, not make\n"
+    assert not (tmp_path / "out").exists()
