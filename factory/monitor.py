@@ -67,10 +67,10 @@ FAILURE_MARKERS: tuple[Marker, ...] = (
        "the installer crashed with a traceback", follow=60),
     # anaconda-yum's populate-transaction retry (EL 7.2 and later 7.x wording): unreadable media or an
     # HTTP server without range requests; its output never stops, so no idle timer would fire.
-    _m(r"[Ee]rror populating transaction,(?: anaconda is)? retrying \((?P<reason>\d+/\d+)\)",
-       "packaging-retry", 3, "anaconda cannot read the packages and is retrying"),
+    _m(r"(?P<reason>[Ee]rror populating transaction,(?: anaconda is)? retrying \(\d+/\d+\))",
+       "packaging-retry", 3, "package installation is stuck in anaconda's retry loop"),
     _m(r"[Ee]rror populating transaction after \d+ (?:anaconda )?retries:?\s*(?P<reason>.*)",
-       "packaging-retry", 3, "anaconda cannot read the packages"),
+       "packaging-retry", 3, "anaconda gave up reading the packages"),
     _m(r"packaging: Installation failed:?\s*(?P<reason>.*)", "packaging-failed", 4,
        "package installation failed"),
     _m(r"storage configuration failed:?\s*(?P<reason>.*)", "storage-failed", 4,

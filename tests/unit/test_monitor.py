@@ -172,11 +172,15 @@ TRANSCRIPTS = [
     ),
     pytest.param(
         "packaging-retry.log", "packaging-retry",
-        "anaconda cannot read the packages and is retrying: 1/10", id="packaging-retry-el72",
+        "package installation is stuck in anaconda's retry loop: "
+        "error populating transaction, retrying (1/10)",
+        id="packaging-retry-el72",
     ),
     pytest.param(
         "packaging-retry-later-el7.log", "packaging-retry",
-        "anaconda cannot read the packages and is retrying: 1/10", id="packaging-retry-later-el7",
+        "package installation is stuck in anaconda's retry loop: "
+        "Error populating transaction, anaconda is retrying (1/10)",
+        id="packaging-retry-later-el7",
     ),
     pytest.param(
         "traceback-frames.log", "traceback",
