@@ -42,7 +42,7 @@ FAILURE_MARKERS: tuple[Marker, ...] = (
     _m(r"Warning: failed to fetch kickstart from (?P<reason>\S+)", "kickstart-not-fetched", 1,
        "dracut could not fetch the kickstart"),
     _m(r"There was an error running the kickstart script at (?P<reason>line \d+)", "post-failed", 2,
-       "a %post --erroronfail script failed", follow=3),
+       "a %post --erroronfail script failed", follow=8),
     # yumpayload._handleMissing in cmdline mode (console and anaconda.log).
     _m(r"CmdlineError: Missing package: (?P<reason>.+?)\.?$", "missing-package", 2,
        "a %packages entry is not on the media"),
@@ -292,6 +292,12 @@ def _reason(seen: _Seen, others: list[_Seen]) -> str:
     if event.kind == "kickstart-not-fetched":
         curl = [m.group(0) for line in seen.before[-5:] if (m := _CURL_ERROR.search(line))]
         return event.reason + (f" ({curl[-1]})" if curl else "")
+    if event.kind == "post-failed":
+        # errors.py: "... at line N.  This is a fatal error and installation will be aborted.  The details of
+        # this error are:\n\n<the script's output>" (wrapped to the screen): the output is the reason.
+        marks = [i for i, line in enumerate(after) if "details of this error are" in line]
+        details = after[marks[0] + 1 :] if marks else []
+        return f"{event.reason}: {details[0]}" if details else f"{event.reason} (the script printed nothing)"
     if event.kind == "cmdline-error":
         cause = [line for line in after if not _FRAMING.match(line)]
         return _joined(cause) if cause else _display(event.line)

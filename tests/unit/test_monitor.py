@@ -306,3 +306,28 @@ def test_halt_alone_is_its_own_kind() -> None:
 )
 def test_lookalike_lines_are_not_failures(line: str) -> None:
     assert not isinstance(classify(line, "console"), FailureEvent)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "There was an error running the kickstart script at line 24.  This is a fatal error and\r\n"
+            "installation will be aborted.  The details of this error are:\r\n\r\n"
+            "/tmp/ks-script-x: line 3: grubby: command not found\r\n",
+            "a %post --erroronfail script failed: line 24: "
+            "/tmp/ks-script-x: line 3: grubby: command not found",
+            id="with-output",
+        ),
+        pytest.param(
+            "There was an error running the kickstart script at line 24.  This is a fatal err\r\n"
+            "or and installation will be aborted.  The details of this error are:\r\n\r\n",
+            "a %post --erroronfail script failed: line 24 (the script printed nothing)",
+            id="hard-wrapped-no-output",
+        ),
+    ],
+)
+def test_failing_post_quotes_the_script_output(text: str, message: str) -> None:
+    mon = Monitor()
+    mon.feed("console", text)
+    assert mon.message() == message
