@@ -269,6 +269,8 @@ def _watch(
                 raise _classified(mon, fail, ks)
             if data is None:
                 break  # the console closed: QEMU is exiting
+            if failed_at is not None:
+                continue  # a classified failure is in its grace period: no timer may replace it
             if not ks.fetched and now - start > t.kickstart_fetch:
                 raise fail("kickstart-not-fetched", _not_fetched(ks, t.kickstart_fetch))
             if now - last_output > t.idle:

@@ -251,7 +251,7 @@ def test_hub_is_classified_when_its_prompt_line_ends() -> None:
     assert [f.kind for f in mon.failures] == ["needs-input"]
 
 
-def test_hub_redraw_reports_the_latest_screen() -> None:
+def test_each_hub_prompt_names_the_screen_above_it() -> None:
     mon = Monitor()
     first = (CONSOLE / "hub-storage.log").read_text()
     second = (CONSOLE / "hub-software-selection.log").read_text()
