@@ -62,9 +62,10 @@ FAILURE_MARKERS: tuple[Marker, ...] = (
     _m(r"Running in cmdline mode, no interactive debugging allowed", "cmdline-error", 3,
        "anaconda stopped (cmdline mode)", follow=6),
     _m(r"Traceback \(", "traceback", 3, "the installer crashed with a traceback", follow=60),
-    # A traceback whose header scrolled away or was lost on the serial line: its frames say enough.
+    # A traceback whose header scrolled away or was lost on the serial line: its frames say enough. Console
+    # only: the installer log also carries tracebacks of handled exceptions (blivet logs them at DEBUG).
     _m(r"^\s*File \"[^\"]+\", line \d+, in \S+\s*$", "traceback", 3,
-       "the installer crashed with a traceback", follow=60),
+       "the installer crashed with a traceback", follow=60, only="console"),
     # anaconda-yum's populate-transaction retry (EL 7.2 and later 7.x wording): unreadable media or an
     # HTTP server without range requests; its output never stops, so no idle timer would fire.
     _m(r"(?P<reason>[Ee]rror populating transaction,(?: anaconda is)? retrying \(\d+/\d+\))",

@@ -41,6 +41,28 @@ FAILURES = [
         "console",
         "missing-package",
     ),
+    # issue 14: the same markers as anaconda.log and the kernel print them
+    ("13:05:40,117 ERR anaconda: CmdlineError: Missing package: nosuchpkg", "anaconda", "missing-package"),
+    (
+        "13:05:40,118 DEBUG anaconda: Installing error populating transaction, retrying (4/10)",
+        "anaconda",
+        "packaging-retry",
+    ),
+    (
+        "13:09:12,001 ERR anaconda: Error populating transaction after 10 anaconda retries: failure: "
+        "Packages/bash-4.2.46-19.el7.x86_64.rpm from anaconda: [Errno 256] No more mirrors to try.",
+        "anaconda",
+        "packaging-retry",
+    ),
+    ('  File "/usr/sbin/anaconda", line 1086, in <module>', "console", "traceback"),
+    ("[  245.1] BUG: unable to handle kernel paging request at ffffc90000a4e000", "console", "kernel-oops"),
+    ("[  245.1] kernel BUG at mm/slub.c:3469!", "console", "kernel-oops"),
+    ("[   21.5] reboot: System halted", "console", "halted"),
+    (
+        "dracut-initqueue[612]: Warning: failed to fetch kickstart from nfs:10.0.2.2:/ks/ks.cfg",
+        "console",
+        "kickstart-not-fetched",
+    ),
 ]
 
 
@@ -80,6 +102,14 @@ def test_failure_lines_are_classified(line: str, source: monitor.Source, kind: s
 )
 def test_other_lines(line: str, expected: monitor.Event | None) -> None:
     assert classify(line, "anaconda") == expected
+
+
+def test_frames_in_the_installer_log_are_not_a_crash() -> None:
+    # Handled exceptions are logged with their frames (blivet at DEBUG); only the console's count.
+    assert (
+        classify('13:05:40,2 DEBUG blivet:   File "/usr/lib/blivet/udev.py", line 12, in f', "anaconda")
+        is None
+    )
 
 
 def test_crit_on_the_console_is_not_a_log_level() -> None:
@@ -302,6 +332,11 @@ def test_halt_alone_is_its_own_kind() -> None:
         pytest.param("echo 'File was written, line 3'", id="file-word"),
         pytest.param("Please make your choice quickly", id="choice-word"),
         pytest.param("dracut: FATAL_ERROR_COUNT=0", id="dracut-fatal-word"),
+        pytest.param(
+            "[  99.1] traps: python[812] general protection fault ip:7f01 sp:7ffd error:0 in libc-2.17.so",
+            id="userspace-gpf-is-not-a-kernel-oops",
+        ),
+        pytest.param("13:01:02,1 INFO anaconda: System halted. (in a log)", id="halted-in-a-sentence"),
     ],
 )
 def test_lookalike_lines_are_not_failures(line: str) -> None:
