@@ -238,6 +238,7 @@ _OOPS_WHERE = re.compile(
 )
 _OOPS_COMM = re.compile(r"\bComm: (?P<comm>\S+)")
 _CURL_ERROR = re.compile(r"curl: \(\d+\) .*")
+_TRACE_HEADER = re.compile(r"\b(WARNING: (?:at|CPU)|INFO: task .* blocked|BUG: |INFO: rcu_sched)")
 # Lines around anaconda's cmdline-mode message that frame the cause rather than state it.
 _FRAMING = re.compile(
     r"^(The exact error message is:?|The installer will now terminate\.?|Since there cannot be any "
@@ -276,8 +277,12 @@ def _reason(seen: _Seen, others: list[_Seen]) -> str:
         if raised:
             return raised[0]
         frames = [line for line in lines if _FRAME.match(line)]
-        return f"last frame: {frames[-1]}" if frames else _display(event.line)
-    if event.kind == "kernel-oops" and event.reason:
+        return f"last frame: {frames[-1]}" if frames else ""  # the header alone says nothing more
+    if event.kind == "kernel-oops" and not event.reason:
+        # A bare "Call Trace:" follows its header (WARNING:, INFO: task ... blocked, BUG:): quote that.
+        headers = [_display(line) for line in seen.before[-30:] if _TRACE_HEADER.search(line)]
+        return headers[-1] if headers else ""
+    if event.kind == "kernel-oops":
         extra: list[str] = []
         for line in after:
             if (m := _OOPS_WHERE.search(line)) and not any(e.startswith("in ") for e in extra):
@@ -309,7 +314,10 @@ def _reason(seen: _Seen, others: list[_Seen]) -> str:
         return event.reason
     if seen.marker is not None and seen.marker.follow and after:
         return after[0]
-    return _display(event.line)
+    line = _display(event.line)
+    matched = seen.marker.pattern.search(line) if seen.marker is not None else None
+    # A line that is only its marker ("Call Trace:") adds nothing to `what`.
+    return "" if matched is not None and matched.group(0).strip() == line else line
 
 
 class Monitor:

@@ -366,3 +366,27 @@ def test_failing_post_quotes_the_script_output(text: str, message: str) -> None:
     mon = Monitor()
     mon.feed("console", text)
     assert mon.message() == message
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "[  360.1] INFO: task mkfs.xfs:1834 blocked for more than 120 seconds.\r\n"
+            '[  360.1] "echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.\r\n'
+            "[  360.2] Call Trace:\r\n",
+            "the kernel printed a call trace: INFO: task mkfs.xfs:1834 blocked for more than 120 seconds.",
+            id="call-trace-quotes-its-header",
+        ),
+        pytest.param("[  360.2] Call Trace:\r\n", "the kernel printed a call trace", id="call-trace-alone"),
+        pytest.param(
+            "Traceback (most recent call last):\r\n",
+            "the installer crashed with a traceback",
+            id="traceback-header-alone",
+        ),
+    ],
+)
+def test_a_bare_marker_is_not_repeated(text: str, message: str) -> None:
+    mon = Monitor()
+    mon.feed("console", text)
+    assert mon.message() == message
