@@ -12,10 +12,14 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from factory import capabilities, hostdeps, media, paths, tools
 from factory.capabilities import CapabilityStatus
 from factory.errors import ToolError
+
+if TYPE_CHECKING:
+    from factory.accel import ProbeGuest
 
 KVM_DEVICE = Path("/dev/kvm")
 
@@ -141,7 +145,19 @@ def tool_status(spec: ToolSpec) -> ToolStatus:
     )
 
 
-def accel_status() -> AccelStatus:
+def _probe_guest() -> ProbeGuest | None:
+    """A kernel for the KVM probe: the appliance kernel (fetched once), or None where none can be had."""
+    from factory import accel, supermin
+
+    try:
+        return accel.ProbeGuest(supermin.appliance_kernel().vmlinuz) if shutil.which("apt-get") else None
+    except ToolError:
+        return None
+
+
+def accel_status(*, probe: bool = False) -> AccelStatus:
+    """The accelerator verdict; with `probe`, an accessible /dev/kvm is proven by booting a kernel under
+    KVM once per host (the verdict is cached), as `vm.accel: auto` would before a build."""
     device = KVM_DEVICE.exists()
     accessible = device and os.access(KVM_DEVICE, os.R_OK | os.W_OK)
     try:
@@ -155,8 +171,9 @@ def accel_status() -> AccelStatus:
     # resolve() warns about falling back to TCG: here that is the report itself, not a warning.
     quiet.setLevel(logging.ERROR)
     try:
+        guest = _probe_guest() if probe and accessible and accel.cached_verdict() is None else None
+        auto = accel.resolve(Accel.AUTO, guest)
         cached = accel.cached_verdict()
-        auto = accel.resolve(Accel.AUTO)  # no probe guest given: never boots anything, only reads the cache
     except Exception as exc:  # doctor must report, not crash, whatever the probe module does
         return AccelStatus(device, accessible, f"probe unavailable ({type(exc).__name__}: {exc})", "unknown")
     finally:
@@ -200,7 +217,7 @@ def diagnose(*, probe: bool = True) -> Report:
     return Report(
         qemu_path=qemu.path,
         qemu_version=qemu.version,
-        accel=accel_status(),
+        accel=accel_status(probe=probe),
         tools=statuses,
         cache=cache_status(),
         capabilities=proven,
