@@ -1,4 +1,5 @@
-"""One moto server per test session (a real HTTP endpoint on 127.0.0.1), reset between tests.
+"""One moto server per test session (a real HTTP endpoint on 127.0.0.1, started by factory.aws.motoserver
+with its cross-account rules), reset between tests.
 
 moto is a stand-in for AWS; where it cannot show a state (encryption of copies, import tasks), tests assert
 on the requests actually sent, captured with botocore event hooks (`Recorder`).
@@ -7,7 +8,6 @@ on the requests actually sent, captured with botocore event hooks (`Recorder`).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from factory.aws import motoserver
 from factory.aws.local import write_profiles
 from factory.aws.promote import Tuning
 from factory.aws.session import AwsSettings, open_account
@@ -32,17 +33,10 @@ FAST = Tuning(poll_interval=0.05, workers=4, block_attempts=2, backoff=0.01)
 
 
 @pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
-    from moto.server import ThreadedMotoServer
-
-    # werkzeug logs every request at INFO: thousands of lines in a failing test's output.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The extended moto server (factory.aws.motoserver), in its own process for the whole session."""
+    with motoserver.running(tmp_path_factory.mktemp("moto") / "server.log") as url:
+        yield url
 
 
 @pytest.fixture
