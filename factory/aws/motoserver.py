@@ -65,10 +65,11 @@ def install_extensions() -> None:
         description: str | None = None,
     ) -> Any:
         caller = self.account_id
+        backends: list[tuple[str, str, Any]] = list(ec2_backends.iter_backends())
         owner = next(
             (
                 backend
-                for account, region, backend in list(ec2_backends.iter_backends())
+                for account, region, backend in backends
                 if region == source_region and account != caller and source_image_id in backend.amis
             ),
             None,
