@@ -68,6 +68,13 @@ class UploadMethod(StrEnum):
     VM_IMPORT = "vm-import"
 
 
+class KmsGrants(StrEnum):
+    """What promotion does when a `share_with` account may not use a region's KMS key."""
+
+    CHECK = "check"  # refuse before uploading: the key policy or a grant must already allow it
+    CREATE = "create"  # create the grant (CreateGrant on the key, by the target account's profile)
+
+
 class Media(Strict):
     """Install media: exactly one of url, path or path_env; always a sha256."""
 
@@ -188,6 +195,8 @@ class Target(Strict):
     # region -> KMS key (ARN, key id or alias) used to encrypt the copy in that region.
     regions: dict[str, str]
     share_with: tuple[Annotated[str, Field(pattern=r"^\d{12}$")], ...] = ()
+    # The copies are encrypted: a share_with account can launch one only if it may use the region's key.
+    kms_grants: KmsGrants = KmsGrants.CHECK
 
     @field_validator("regions")
     @classmethod
