@@ -33,15 +33,20 @@ class _OneLine(logging.Formatter):
         return f"{record.levelname} {record.name}: {record.getMessage()}"
 
 
+class _Terminal(logging.StreamHandler):  # type: ignore[type-arg]
+    """The factory's terminal handler (a class of its own so configure() replaces only its own)."""
+
+
 def configure(debug: bool) -> None:
-    """Set up the terminal handler once per process (the CLI calls this first)."""
+    """Set up the terminal handler (the CLI calls this first); handlers of others are left alone."""
     root = logging.getLogger()
-    if debug:
-        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s", force=True)
-        return
-    for handler in list(root.handlers):
+    for handler in [h for h in root.handlers if isinstance(h, _Terminal)]:
         root.removeHandler(handler)
-    terminal = logging.StreamHandler(sys.stderr)
+    if debug:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        root.setLevel(logging.DEBUG)
+        return
+    terminal = _Terminal(sys.stderr)
     terminal.setLevel(logging.WARNING)
     terminal.addFilter(_ours)
     terminal.setFormatter(_OneLine())

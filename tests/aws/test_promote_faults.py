@@ -26,7 +26,6 @@ from tests.aws.conftest import (
 )
 
 pytestmark = pytest.mark.aws
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def error_response(request: Any, status: int = 500, code: str = "InternalServerException") -> AWSResponse:
