@@ -334,7 +334,12 @@ class _Run:
                 f"with {', '.join(target.share_with)} could not be launched there; name a customer-managed "
                 "key in aws.targets[].regions; nothing was uploaded"
             )
-        policy = kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"]
+        try:
+            policy = kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"]
+        except ClientError as exc:
+            if _error_code(exc) not in ("AccessDeniedException", "AccessDenied"):
+                raise
+            policy = ""  # may not read the policy: only the grants can show that the account may use the key
         grants = [
             dict(g) for page in kms.get_paginator("list_grants").paginate(KeyId=arn) for g in page["Grants"]
         ]
