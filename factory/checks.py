@@ -43,6 +43,8 @@ CHECKS: tuple[Check, ...] = (
     Check("no_kickstart_left", "no installer kickstart copy is left; anaconda's own copy is root-only"),
     Check("no_private_keys", "no private key material under /root, /home, /tmp or /var/tmp"),
     Check("filesystems", "each declared filesystem is mounted with its type and at least its size"),
+    Check("ena_module", "with aws.ena: the running kernel has the ena driver (module or built in)"),
+    Check("nvme_initramfs", "with aws.ena (Nitro): nvme is built into the kernel or is in its initramfs"),
 )
 
 CHECK_NAMES: frozenset[str] = frozenset(c.name for c in CHECKS)
@@ -164,3 +166,39 @@ def df_size_bytes(df_posix_output: str) -> int:
     if len(lines) < 2:
         raise ValueError(f"unexpected df output: {df_posix_output!r}")
     return int(lines[-1].split()[1]) * 1024
+
+
+_KO_SUFFIXES = (".ko", ".ko.xz", ".ko.gz", ".ko.zst")
+
+
+def module_listed(listing: str, name: str) -> bool:
+    """Is module `name` (dashes and underscores alike) one of the paths in `listing` (modules.builtin, a
+    `find` result or an initramfs listing: any whitespace-separated words, paths ending in .ko[.xz...])?"""
+    wanted = name.replace("-", "_")
+    for word in listing.split():
+        base = word.rsplit("/", 1)[-1]
+        for suffix in _KO_SUFFIXES:
+            if base.endswith(suffix) and base.removesuffix(suffix).replace("-", "_") == wanted:
+                return True
+    return False
+
+
+def initramfs_candidates(kernel_version: str) -> tuple[str, ...]:
+    """Where the initramfs of a kernel lives: dracut's name (EL), Debian's (and the testbed's), SUSE's."""
+    return (
+        f"/boot/initramfs-{kernel_version}.img",
+        f"/boot/initrd.img-{kernel_version}",
+        f"/boot/initrd-{kernel_version}",
+    )
+
+
+def initramfs_list_command(path: str) -> str:
+    """A shell command listing an initramfs' files with whatever the image has: dracut's lsinitrd (EL),
+    initramfs-tools' lsinitramfs, else zcat | cpio (busybox's when there is no cpio)."""
+    q = shlex.quote(path)
+    return (
+        f"if command -v lsinitrd >/dev/null 2>&1; then lsinitrd {q}; "
+        f"elif command -v lsinitramfs >/dev/null 2>&1; then lsinitramfs {q}; "
+        f"elif command -v cpio >/dev/null 2>&1; then zcat {q} | cpio -t 2>/dev/null; "
+        f"else zcat {q} | busybox cpio -t 2>/dev/null; fi"
+    )

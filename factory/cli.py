@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from rich.console import Console
 
-from factory import __version__
+from factory import __version__, buildlog
 from factory.errors import EXIT_INTERRUPTED, FactoryError
 
 EXIT_INTERNAL = 70
@@ -55,9 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(args.debug or os.environ.get("FACTORY_DEBUG"))
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    # Library warnings and their tracebacks go to the build's log file, not the terminal (see buildlog.py).
+    buildlog.configure(debug)
     try:
         code: int = args.func(args)
         return code

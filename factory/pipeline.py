@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factory import __version__, digest, sshkey
+from factory import __version__, buildlog, digest, sshkey
 from factory.errors import FactoryError, VerifyError
 from factory.record import STAGES, BuildDir
 from factory.spec import Spec
@@ -163,7 +163,8 @@ class Runner:
         self.outcome.build_dir = build.path
         build.record_stage("validate", "ok", result={"findings": 0})
         build.record_stage("media", "ok", result=medium)
-        self._install(build, medium)
+        with buildlog.capture(build.path):
+            self._install(build, medium)
         return self.outcome
 
     def _install(self, build: BuildDir, medium: Any) -> None:

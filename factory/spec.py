@@ -68,6 +68,13 @@ class UploadMethod(StrEnum):
     VM_IMPORT = "vm-import"
 
 
+class KmsGrants(StrEnum):
+    """What promotion does when a `share_with` account may not use a region's KMS key."""
+
+    CHECK = "check"  # refuse before uploading: the key policy or a grant must already allow it
+    CREATE = "create"  # create the grant (CreateGrant on the key, by the target account's profile)
+
+
 class Media(Strict):
     """Install media: exactly one of url, path or path_env; always a sha256."""
 
@@ -217,6 +224,8 @@ class Target(Strict):
     # region -> KMS key (ARN, key id or alias) used to encrypt the copy in that region.
     regions: dict[str, str]
     share_with: tuple[Annotated[str, Field(pattern=r"^\d{12}$")], ...] = ()
+    # The copies are encrypted: a share_with account can launch one only if it may use the region's key.
+    kms_grants: KmsGrants = KmsGrants.CHECK
 
     @field_validator("regions")
     @classmethod
@@ -271,10 +280,29 @@ class Aws(Strict):
         return next((t.web_identity for t in self.targets if t.profile == profile), None)
 
 
+# (os, release) whose kernel has no ENA driver: an AMI flagged EnaSupport would boot on a Nitro instance
+# without network. The driver arrived in the EL 7.4 kernel (3.10.0-693); Oracle Linux's RHCK is the same.
+NO_ENA: dict[tuple[str, str], str] = {
+    (
+        os_name,
+        release,
+    ): f"{label} {release}'s kernel {kernel} has no ena module (ENA arrived in the EL 7.4 kernel)"
+    for os_name, label in (("centos", "CentOS"), ("oraclelinux", "Oracle Linux"))
+    for release, kernel in (
+        ("7.0", "3.10.0-123"),
+        ("7.1", "3.10.0-229"),
+        ("7.2", "3.10.0-327"),
+        ("7.3", "3.10.0-514"),
+    )
+}
+
+
 class Spec(Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")]
     description: str = ""
     os: Literal["centos", "oraclelinux", "testbed"]
+    # The release the media installs (e.g. "7.2"): lets spec rules know what its kernel can do.
+    os_release: Annotated[str, Field(pattern=r"^\d+(\.\d+)*$")] | None = None
     media: Media
     kickstart: KickstartSpec
     vm: Vm = Vm()
@@ -288,6 +316,18 @@ class Spec(Strict):
 
     # Where the spec was loaded from; relative paths in it are relative to this file's folder.
     source: Path = Path()
+
+    @model_validator(mode="after")
+    def _ena_known(self) -> Spec:
+        if self.aws is not None and self.aws.ena and self.os_release is not None:
+            release = ".".join(self.os_release.split(".")[:2])
+            lacking = NO_ENA.get((self.os, release))
+            if lacking is not None:
+                raise ValueError(
+                    f"aws.ena: {lacking}; set aws.ena: false (the AMI then launches only on instance types "
+                    "that do not need ENA) or build a release whose kernel has it"
+                )
+        return self
 
     @property
     def kickstart_path(self) -> Path:
@@ -325,6 +365,8 @@ def _format_error(err: Any) -> str:
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
     msg = msg.removeprefix("Value error, ")
+    if not err["loc"] and re.match(r"^[a-z_]+(\.[a-z_]+)*: ", msg):
+        return msg  # a spec-wide rule that names the field it is about
     return f"{loc}: {msg}"
 
 

@@ -1,7 +1,8 @@
 """The embedded local AWS (`aws.endpoint_url: local`): a moto server for one run; the demo needs no account.
 
 moto is a stand-in, not AWS: it accepts any keys, keeps everything in memory, copies images at once, never
-shows copies as encrypted and cannot import VMs (see shared/NOTES.md). It proves the factory's calls and
+shows copies as encrypted and cannot import VMs (see shared/NOTES.md); motoserver.py adds the AWS rules
+for cross-account copies that moto lacks. It proves the factory's calls and
 their order, not that AWS would accept the image.
 """
 
@@ -9,12 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from factory.aws import motoserver
 from factory.aws.session import AwsSettings, spec_account
 from factory.errors import AwsError
 from factory.spec import Aws, Spec
@@ -95,29 +95,11 @@ def local_aws(spec: Spec) -> Iterator[LocalAws]:
     """Start moto on 127.0.0.1 (free port), write profiles + KMS keys for `spec`; stop and remove on exit."""
     if spec.aws is None:
         raise AwsError(f"{spec.source}: spec has no aws section")
-    # Imported here: moto is big, and only the local demo and the tests need it.
-    from moto.server import ThreadedMotoServer
-
-    # Without this moto preloads hundreds of public AMIs that would show up in every listing.
-    saved = os.environ.get("MOTO_EC2_LOAD_DEFAULT_AMIS")
-    os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
-    # werkzeug logs every request at INFO (thousands of lines for one upload).
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        url = f"http://{host}:{port}"
-        with tempfile.TemporaryDirectory(prefix="factory-local-aws-") as tmp:
-            config, creds = write_profiles(Path(tmp), profiles(spec.aws), url, spec.aws.source_region)
-            settings = AwsSettings(endpoint_url=url, config_file=config, credentials_file=creds)
-            if spec.aws.s3_bucket:
-                _make_bucket(spec.aws, settings)
-            keys = _make_keys(spec.aws, settings)
-            yield LocalAws(url, config, creds, settings, keys)
-    finally:
-        server.stop()
-        if saved is None:
-            os.environ.pop("MOTO_EC2_LOAD_DEFAULT_AMIS", None)
-        else:
-            os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = saved
+    # The same extended server the tests use (cross-account CopyImage rules): see motoserver.py.
+    with motoserver.running() as url, tempfile.TemporaryDirectory(prefix="factory-local-aws-") as tmp:
+        config, creds = write_profiles(Path(tmp), profiles(spec.aws), url, spec.aws.source_region)
+        settings = AwsSettings(endpoint_url=url, config_file=config, credentials_file=creds)
+        if spec.aws.s3_bucket:
+            _make_bucket(spec.aws, settings)
+        keys = _make_keys(spec.aws, settings)
+        yield LocalAws(url, config, creds, settings, keys)

@@ -4,6 +4,9 @@
          -> share with target accounts -> CopyImage(Encrypted, region's KMS key) everywhere -> wait
          -> tag, share_with, SSM parameter -> retire the source AMI and AMIs beyond `keep`
 
+Preflight also makes sure every `share_with` account may use the region's KMS key (kms_access.py): the
+copies are encrypted, and an account that may not use the key cannot launch the AMI shared with it.
+
 The source is uploaded unencrypted and encrypted on copy: an encrypted source could only be copied by
 another account with grants on the source account's KMS key. Nothing is deleted before every encrypted copy
 is available; nothing an SSM parameter points to is ever deleted. promotion.json (see manifest.py) is
@@ -25,17 +28,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
 from factory import digest
-from factory.aws import ebs_direct, vm_import
+from factory.aws import ebs_direct, kms_access, vm_import
 from factory.aws.local import LOCAL, local_aws, profiles
 from factory.aws.manifest import Manifest
 from factory.aws.session import Account, AwsSettings, spec_account
 from factory.errors import AwsError, FactoryError
 from factory.gate import require_verified
 from factory.record import BuildDir
-from factory.spec import Aws, Spec, UploadMethod
+from factory.spec import Aws, KmsGrants, Spec, Target, UploadMethod
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_kms import KMSClient
 
 log = logging.getLogger("factory.aws.promote")
 
@@ -309,9 +313,69 @@ class _Run:
                         f"profile {target.profile} region {region}: KMS key {key} is {meta.get('KeyState')}"
                     )
                 self.manifest.copy(target.profile, region)["kms_key_arn"] = meta["Arn"]
+                if target.share_with:
+                    self.ensure_key_access(target, region, kms, dict(meta), key)
         self.manifest.data["accounts"] = ids
         self.manifest.save()
         return ids
+
+    def ensure_key_access(
+        self, target: Target, region: str, kms: KMSClient, meta: dict[str, Any], named: str
+    ) -> None:
+        """Every share_with account may use the region's key (key policy or grant), or gets a grant now
+        (`kms_grants: create`); else an AwsError naming key, account and fix, before anything is uploaded."""
+        arn = meta["Arn"]
+        where = f"profile {target.profile} region {region}"
+        # Alias names under aws/ are reserved for AWS managed keys (moto does not report their KeyManager).
+        alias = named.rsplit(":alias/", maxsplit=1)[-1]
+        if meta.get("KeyManager") == "AWS" or alias.startswith(("alias/aws/", "aws/")):
+            raise AwsError(
+                f"{where}: KMS key {arn} is AWS managed and cannot be used by other accounts: an AMI shared "
+                f"with {', '.join(target.share_with)} could not be launched there; name a customer-managed "
+                "key in aws.targets[].regions; nothing was uploaded"
+            )
+        try:
+            policy = kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"]
+        except ClientError as exc:
+            if _error_code(exc) not in ("AccessDeniedException", "AccessDenied"):
+                raise
+            policy = ""  # may not read the policy: only the grants can show that the account may use the key
+        grants = [
+            dict(g) for page in kms.get_paginator("list_grants").paginate(KeyId=arn) for g in page["Grants"]
+        ]
+        recorded = self.manifest.copy(target.profile, region).setdefault("kms_access", {})
+        for account in target.share_with:
+            if kms_access.policy_allows(policy, account, arn):
+                recorded[account] = "key policy"
+                continue
+            grant = kms_access.grant_for(grants, account)
+            if grant is not None:
+                recorded[account] = f"grant {grant}"
+                continue
+            if target.kms_grants is KmsGrants.CHECK:
+                raise AwsError(
+                    f"{where}: KMS key {arn} does not let account {account} use it, so the AMI shared with "
+                    "it could not be launched there; allow the account in the key policy or give it a grant "
+                    f"({', '.join(kms_access.GRANT_OPERATIONS)}), or set kms_grants: create for "
+                    f"{target.profile} in the spec; nothing was uploaded"
+                )
+            try:
+                grant = kms.create_grant(
+                    KeyId=arn,
+                    GranteePrincipal=kms_access.account_principal(account),
+                    Operations=list(kms_access.GRANT_OPERATIONS),  # type: ignore[arg-type]
+                    Name=f"factory-share-{account}",
+                )["GrantId"]
+            except ClientError as exc:
+                if _error_code(exc) not in ("AccessDeniedException", "AccessDenied"):
+                    raise
+                raise AwsError(
+                    f"{where}: not allowed to create a grant on KMS key {arn} for account {account} "
+                    f"({_error_code(exc)}); allow kms:CreateGrant to profile {target.profile} in the key "
+                    "policy, or add the account to the key policy yourself; nothing was uploaded"
+                ) from None
+            recorded[account] = f"grant {grant}"
+            self.report("kms", f"{target.profile}/{region}: granted account {account} the use of {arn}")
 
     def ensure_source(self, raw: Path, image_sha256: str) -> tuple[str, list[str]]:
         """The unencrypted source AMI in the source account/region: found again, or uploaded now."""

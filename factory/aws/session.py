@@ -4,6 +4,14 @@ A profile with `role_arn` + `source_profile` gives botocore's AssumeRoleProvider
 themselves before they expire: a long upload outlives the one-hour cap on chained role sessions.
 A spec's `web_identity` (an OIDC token: a CI job's, EKS's) goes through botocore's
 AssumeRoleWithWebIdentity fetcher the same way: refreshed by itself, the token read again at every refresh.
+
+botocore's provider makes its STS client without the endpoint given to our clients, so with
+`aws.endpoint_url` set the role assumption would go to the public STS endpoint while everything else goes
+to the given one. `open_account` therefore puts an AssumeRoleProvider of the same configuration in its
+place whose STS client uses that endpoint. Without `aws.endpoint_url`, botocore's own endpoint settings
+(`AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, a profile's `endpoint_url` or `services` section) apply to
+both, as botocore resolves them for every client it makes. (web-identity and SSO profiles are not
+redirected: they are not the profiles this factory documents.)
 """
 
 from __future__ import annotations
@@ -23,12 +31,17 @@ import botocore.session
 from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.credentials import (
+    AssumeRoleProvider,
     AssumeRoleWithWebIdentityCredentialFetcher,
+    CanonicalNameCredentialSourcer,
     CredentialProvider,
     CredentialResolver,
     DeferredRefreshableCredentials,
+    EnvProvider,
+    ProfileProviderBuilder,
 )
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
+from botocore.utils import create_nested_client
 
 from factory.errors import AwsError
 from factory.spec import Aws, TokenSource, WebIdentity
@@ -259,9 +272,38 @@ def open_account(
             f"AWS profile {profile!r} not found in {settings.describe_config_file()} "
             "(add it there, e.g. with role_arn + source_profile)"
         ) from None
+    if settings.endpoint_url is not None:
+        _assume_roles_at(core, profile, settings.endpoint_url)
     return Account(profile=profile, session=session, settings=settings)
 
 
 def spec_account(aws: Aws, profile: str, settings: AwsSettings) -> Account:
     """The account a spec names: its web identity when the spec gives one, else the named profile."""
     return open_account(profile, settings, aws.web_identity_for(profile), sts_region=aws.source_region)
+
+
+def _assume_roles_at(core: botocore.session.Session, profile: str, endpoint_url: str) -> None:
+    """Replace the session's assume-role provider by one whose STS client talks to `endpoint_url`.
+
+    Built from botocore's public pieces as botocore builds its own (same profile, config loader and
+    source-profile chain); the role's credentials still refresh themselves.
+    """
+    resolver = core.get_component("credential_provider")
+    current = resolver.get_provider("assume-role")
+
+    def client_creator(service_name: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("endpoint_url", endpoint_url)
+        return create_nested_client(core, service_name, **kwargs)
+
+    cache: dict[str, Any] = {}
+    ours = AssumeRoleProvider(
+        load_config=lambda: core.full_config,
+        client_creator=client_creator,
+        cache=cache,
+        profile_name=profile,
+        credential_sourcer=CanonicalNameCredentialSourcer(
+            [EnvProvider(), resolver.get_provider("container-role"), resolver.get_provider("iam-role")]
+        ),
+        profile_provider_builder=ProfileProviderBuilder(core, cache=cache),
+    )
+    resolver.providers[resolver.providers.index(current)] = ours

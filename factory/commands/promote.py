@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
+from factory import buildlog
 from factory.errors import UsageError
 from factory.record import BuildDir
 from factory.spec import Spec, load_spec
@@ -51,10 +52,20 @@ def raw_artifact(build: BuildDir) -> tuple[Path, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from factory.aws import promote
-
     build = BuildDir.open(args.build_dir)
     spec = _spec(args, build)
+    with buildlog.capture(build.path):
+        summary = _promote_or_cleanup(args, spec, build)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        out.print_json(json.dumps(summary))
+    return 0
+
+
+def _promote_or_cleanup(args: argparse.Namespace, spec: Spec, build: BuildDir) -> dict[str, Any]:
+    from factory.aws import promote
+
     if args.cleanup:
         cres = promote.cleanup(spec, build)
         summary: dict[str, Any] = {
@@ -76,8 +87,4 @@ def run(args: argparse.Namespace) -> int:
             "retired": list(pres.retired),
             "manifest": str(pres.manifest),
         }
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        out.print_json(json.dumps(summary))
-    return 0
+    return summary

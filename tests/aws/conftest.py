@@ -1,4 +1,5 @@
-"""One moto server per test session (a real HTTP endpoint on 127.0.0.1), reset between tests.
+"""One moto server per test session (a real HTTP endpoint on 127.0.0.1, started by factory.aws.motoserver
+with its cross-account rules), reset between tests.
 
 moto is a stand-in for AWS; where it cannot show a state (encryption of copies, import tasks), tests assert
 on the requests actually sent, captured with botocore event hooks (`Recorder`).
@@ -7,8 +8,13 @@ on the requests actually sent, captured with botocore event hooks (`Recorder`).
 from __future__ import annotations
 
 import dataclasses
-import logging
+import json
 import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from factory.aws import motoserver
 from factory.aws.local import write_profiles
 from factory.aws.promote import Tuning
 from factory.aws.session import AwsSettings, open_account
@@ -28,34 +35,70 @@ TARGETS = {
     "images-staging": {"us-west-2": "alias/staging"},
 }
 MIB = 1024**2
+ROOT = Path(__file__).resolve().parents[2]
 FAST = Tuning(poll_interval=0.05, workers=4, block_attempts=2, backoff=0.01)
 
 
 @pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
-    from moto.server import ThreadedMotoServer
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The extended moto server (factory.aws.motoserver), in its own process for the whole session."""
+    with motoserver.running(tmp_path_factory.mktemp("moto") / "server.log") as url:
+        yield url
 
-    # werkzeug logs every request at INFO: thousands of lines in a failing test's output.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+
+def reset_moto(moto_url: str) -> None:
+    req = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(req, timeout=10):
+        pass
 
 
 @pytest.fixture
 def aws_files(moto_url: str, tmp_path: Path) -> Iterator[AwsSettings]:
     """Fresh moto state; a config + credentials file with the spec's profiles (plain keys: one account)."""
-    req = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(req, timeout=10):
-        pass
+    reset_moto(moto_url)
     folder = tmp_path / "aws"
     folder.mkdir()
     config, creds = write_profiles(folder, [SOURCE, *TARGETS], moto_url, "us-east-1")
     # Few, quick retries: a failing endpoint must fail the test in seconds.
     yield AwsSettings(endpoint_url=moto_url, config_file=config, credentials_file=creds, max_attempts=2)
+
+
+# Three accounts, each reached through a role profile (role_arn + source_profile), as the README advises.
+ACCOUNTS = {SOURCE: "111111111111", "images-prod": "222222222222", "images-staging": "333333333333"}
+
+
+def write_role_profiles(
+    folder: Path, *, extra_config: str = "", profile_lines: str = ""
+) -> tuple[Path, Path]:
+    """A config with a static-key `base` profile and one role profile per account in ACCOUNTS; no
+    endpoint in any profile unless `profile_lines`/`extra_config` put one there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config, creds = folder / "config", folder / "credentials"
+    roles = "".join(
+        f"[profile {name}]\nregion = us-east-1\nrole_arn = arn:aws:iam::{account}:role/image-promote\n"
+        f"source_profile = base\n{profile_lines}\n"
+        for name, account in ACCOUNTS.items()
+    )
+    config.write_text(f"[profile base]\nregion = us-east-1\n{profile_lines}\n{roles}{extra_config}")
+    creds.write_text("[base]\naws_access_key_id = AKIABASE0000\naws_secret_access_key = base-secret\n")
+    for f in (config, creds):
+        f.chmod(0o600)
+    return config, creds
+
+
+@pytest.fixture
+def role_accounts(moto_url: str, tmp_path: Path, recorder: Recorder) -> AwsSettings:
+    """Fresh moto state; the three accounts of ACCOUNTS as role profiles, the endpoint given only in the
+    settings (as `aws.endpoint_url` gives it), every request recorded."""
+    reset_moto(moto_url)
+    config, creds = write_role_profiles(tmp_path / "aws-roles")
+    return AwsSettings(
+        endpoint_url=moto_url,
+        config_file=config,
+        credentials_file=creds,
+        max_attempts=2,
+        session_hook=recorder.hook,
+    )
 
 
 def make_keys(settings: AwsSettings, targets: dict[str, dict[str, str]] = TARGETS) -> None:
@@ -144,13 +187,19 @@ class Recorder:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.urls: list[str] = []
         self.extra: list[Callable[[Any], None]] = []
 
     def hook(self, core: Any) -> None:
         # provide-client-params: the API parameters as the caller gave them (before-call sees the wire form).
         core.register("provide-client-params", self._before_call)
+        # before-send: every HTTP request any client of the session sends, the role assumption's included.
+        core.register("before-send", self._before_send)
         for extra in self.extra:
             extra(core)
+
+    def _before_send(self, request: Any, **_: Any) -> None:
+        self.urls.append(str(request.url))
 
     def _before_call(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         self.calls.append((model.name, dict(params)))
@@ -167,3 +216,101 @@ def recorder() -> Recorder:
 @pytest.fixture
 def hooked(aws_files: AwsSettings, recorder: Recorder) -> AwsSettings:
     return dataclasses.replace(aws_files, session_hook=recorder.hook)
+
+
+class RawBody:
+    """The bit of a urllib3 response botocore reads a body from (for answers made up by a hook)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, *_: Any, **__: Any) -> Iterator[bytes]:
+        yield self.body
+
+
+class OutsideWorld:
+    """A recording HTTP(S) proxy on 127.0.0.1 that every request not bound for 127.0.0.1 is sent to (through
+    HTTP_PROXY/HTTPS_PROXY, with NO_PROXY=127.0.0.1): whatever it sees would have left the machine."""
+
+    def __init__(self) -> None:
+        import socketserver
+
+        seen = self.seen = []  # type: list[str]
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                seen.append(self.rfile.readline().decode(errors="replace").strip())
+                self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def outside_world(monkeypatch: pytest.MonkeyPatch) -> Iterator[OutsideWorld]:
+    world = OutsideWorld()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, world.url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1")
+    yield world
+    world.close()
+
+
+KILLED_RUN = """
+import json, sys, time
+from pathlib import Path
+from factory.aws.promote import promote, Tuning
+from factory.aws.session import AwsSettings
+from factory.record import BuildDir
+from factory.spec import Spec
+
+args = json.loads(sys.argv[1])
+marker = Path(args["marker"])
+
+def hang_after_first_copy(**_):
+    marker.write_text("copy sent")
+    time.sleep(120)  # killed here, with the copy made but not yet in the manifest
+
+def hook(core):
+    core.register("after-call.ec2.CopyImage", hang_after_first_copy)
+
+settings = AwsSettings(endpoint_url=args["url"], config_file=Path(args["config"]),
+                       credentials_file=Path(args["creds"]), max_attempts=2, session_hook=hook)
+spec = Spec.model_validate_json(Path(args["spec"]).read_text())
+build = BuildDir.open(Path(args["build"]))
+promote(spec, build, Path(args["raw"]), args["sha"], settings=settings, tuning=Tuning(poll_interval=0.05))
+"""
+
+
+def kill_after_first_copy(tmp_path: Path, settings: AwsSettings, spec: Spec, built: Built) -> None:
+    """Run a promotion in a subprocess and SIGKILL it right after its first CopyImage was answered."""
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(spec.model_dump_json())
+    marker = tmp_path / "marker"
+    args = {
+        "marker": str(marker),
+        "url": settings.endpoint_url,
+        "config": str(settings.config_file),
+        "creds": str(settings.credentials_file),
+        "spec": str(spec_file),
+        "build": str(built.build.path),
+        "raw": str(built.raw),
+        "sha": built.sha256,
+    }
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, json.dumps(args)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, "the promotion subprocess ended before its first CopyImage"
+            assert time.monotonic() < deadline, "no CopyImage sent within 60 s"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)

@@ -4,13 +4,7 @@ re-run completes. Faults are injected with botocore event hooks on the sessions 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +14,24 @@ from botocore.awsrequest import AWSResponse
 from factory.aws.promote import promote
 from factory.aws.session import AwsSettings, open_account
 from factory.errors import EXIT_AWS, AwsError, VerifyError
-from tests.aws.conftest import FAST, TARGETS, Recorder, make_build, make_keys, make_spec
+from tests.aws.conftest import (
+    FAST,
+    TARGETS,
+    RawBody,
+    Recorder,
+    kill_after_first_copy,
+    make_build,
+    make_keys,
+    make_spec,
+)
 
 pytestmark = pytest.mark.aws
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class _Raw:
-    """The bit of a urllib3 response botocore reads a body from."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, *_: Any, **__: Any) -> Iterator[bytes]:
-        yield self.body
 
 
 def error_response(request: Any, status: int = 500, code: str = "InternalServerException") -> AWSResponse:
     body = json.dumps({"message": "injected fault"}).encode()
     headers = {"x-amzn-ErrorType": code, "content-type": "application/json"}
-    return AWSResponse(request.url, status, headers, _Raw(body))
+    return AWSResponse(request.url, status, headers, RawBody(body))
 
 
 def live_copies(settings: AwsSettings, name_prefix: str = "testimg-") -> dict[tuple[str, str], list[str]]:
@@ -188,62 +180,13 @@ def test_copy_never_available_times_out_and_deletes_nothing(
     assert all(len(v) == 1 for v in live_copies(hooked).values())
 
 
-KILLED_RUN = """
-import json, sys, time
-from pathlib import Path
-from factory.aws.promote import promote, Tuning
-from factory.aws.session import AwsSettings
-from factory.record import BuildDir
-from factory.spec import Spec
-
-args = json.loads(sys.argv[1])
-marker = Path(args["marker"])
-
-def hang_after_first_copy(**_):
-    marker.write_text("copy sent")
-    time.sleep(120)  # killed here, with the copy made but not yet in the manifest
-
-def hook(core):
-    core.register("after-call.ec2.CopyImage", hang_after_first_copy)
-
-settings = AwsSettings(endpoint_url=args["url"], config_file=Path(args["config"]),
-                       credentials_file=Path(args["creds"]), max_attempts=2, session_hook=hook)
-spec = Spec.model_validate_json(Path(args["spec"]).read_text())
-build = BuildDir.open(Path(args["build"]))
-promote(spec, build, Path(args["raw"]), args["sha"], settings=settings, tuning=Tuning(poll_interval=0.05))
-"""
-
-
 def test_killed_during_promotion_then_rerun_completes_without_duplicates(
     tmp_path: Path, hooked: AwsSettings, recorder: Recorder
 ) -> None:
     make_keys(hooked)
     spec = make_spec(tmp_path, hooked)
     b = make_build(tmp_path)
-    spec_file = tmp_path / "spec.json"
-    spec_file.write_text(spec.model_dump_json())
-    marker = tmp_path / "marker"
-    args = {
-        "marker": str(marker),
-        "url": hooked.endpoint_url,
-        "config": str(hooked.config_file),
-        "creds": str(hooked.credentials_file),
-        "spec": str(spec_file),
-        "build": str(b.build.path),
-        "raw": str(b.raw),
-        "sha": b.sha256,
-    }
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, json.dumps(args)], cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert proc.poll() is None, "the promotion subprocess ended before its first CopyImage"
-            assert time.monotonic() < deadline, "no CopyImage sent within 60 s"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    kill_after_first_copy(tmp_path, hooked, spec, b)
     manifest = json.loads((b.build.path / "promotion.json").read_text())
     assert manifest["state"] == "running"
     assert sum(len(v) for v in live_copies(hooked).values()) == 1  # the one copy the killed run made

@@ -148,3 +148,46 @@ def test_df_size_bytes() -> None:
 def test_df_size_bytes_rejects_garbage() -> None:
     with pytest.raises(ValueError, match="unexpected df output"):
         checks.df_size_bytes("df: /nope: No such file or directory\n")
+
+
+@pytest.mark.parametrize(
+    ("listing", "name", "found"),
+    [
+        ("kernel/drivers/nvme/host/nvme.ko\nkernel/fs/ext4/ext4.ko\n", "nvme", True),
+        ("kernel/drivers/nvme/host/nvme-core.ko\n", "nvme", False),
+        ("kernel/drivers/nvme/host/nvme-core.ko\n", "nvme_core", True),
+        (
+            "-rw-r--r--   1 root root 38104 Nov 19  2015 "
+            "usr/lib/modules/3.10.0-327.el7.x86_64/kernel/drivers/block/nvme.ko\n",
+            "nvme",
+            True,
+        ),
+        ("/lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/net/ethernet/amazon/ena/ena.ko\n", "ena", True),
+        ("lib/modules/5.14.0/kernel/drivers/net/ethernet/amazon/ena/ena.ko.xz\n", "ena", True),
+        ("kernel/drivers/net/ethernet/intel/e1000/e1000.ko\nenable.ko.txt\n", "ena", False),
+        ("", "ena", False),
+    ],
+    ids=[
+        "builtin-nvme",
+        "nvme-core-is-not-nvme",
+        "dash-underscore",
+        "lsinitrd-el7",
+        "find-ena",
+        "xz-compressed",
+        "no-ena",
+        "empty",
+    ],
+)
+def test_module_listed(listing: str, name: str, found: bool) -> None:
+    assert checks.module_listed(listing, name) is found
+
+
+def test_initramfs_candidates_and_list_command() -> None:
+    kernel = "3.10.0-327.el7.x86_64"
+    assert checks.initramfs_candidates(kernel)[:2] == (
+        f"/boot/initramfs-{kernel}.img",
+        f"/boot/initrd.img-{kernel}",
+    )
+    command = checks.initramfs_list_command("/boot/initrd.img-6.1 x")
+    assert "lsinitrd '/boot/initrd.img-6.1 x'" in command
+    assert "busybox cpio -t" in command

@@ -152,6 +152,8 @@ BAD_FIELDS: list[tuple[str, Any, str]] = [
     ("aws.targets.0.regions", {"mars-1": "k"}, "aws.targets.0.regions: 'mars-1' is not an AWS region name"),
     ("aws.targets.0.regions", {"us-east-1": ""}, "aws.targets.0.regions: region us-east-1 has no KMS key"),
     ("aws.targets.0.share_with", ["123"], "aws.targets.0.share_with.0: String should match pattern"),
+    ("aws.targets.0.kms_grants", "always", "aws.targets.0.kms_grants: Input should be 'check' or 'create'"),
+    ("os_release", "seven", "os_release: String should match pattern"),
     ("media", DELETE, "media: Field required"),
     ("kickstart", "x.ks", "kickstart: Input should be a valid dictionary"),
     ("vm", "big", "vm: Input should be a valid dictionary"),
@@ -249,3 +251,32 @@ def test_bad_file(tmp_path: Path, case: str, content: bytes | None, message: str
         load_spec(path)
     assert info.value.exit_code == EXIT_USAGE
     assert message in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("os_name", "release"),
+    [("centos", "7.2"), ("centos", "7.3"), ("oraclelinux", "7.2"), ("centos", "7.2.1511")],
+    ids=["centos-7.2", "centos-7.3", "oraclelinux-7.2", "centos-7.2.1511"],
+)
+def test_ena_true_for_a_release_without_ena_is_a_spec_error_with_the_fix(
+    tmp_path: Path, os_name: str, release: str
+) -> None:
+    raw = mutate(mutate(mutate(base(), "aws.ena", True), "os_release", release), "os", os_name)
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, raw))
+    problem = info.value.problems[0]
+    assert problem.startswith("aws.ena: ")
+    assert "has no ena module (ENA arrived in the EL 7.4 kernel)" in problem
+    assert "set aws.ena: false" in problem
+    assert info.value.exit_code == EXIT_USAGE
+
+
+@pytest.mark.parametrize(
+    ("release", "ena"),
+    [("7.4", True), ("7.2", False), (None, True)],
+    ids=["7.4-ena", "7.2-no-ena", "unknown"],
+)
+def test_ena_rule_accepts_what_the_kernel_can_do(tmp_path: Path, release: str | None, ena: bool) -> None:
+    raw = mutate(base(), "aws.ena", ena)
+    raw = mutate(raw, "os_release", DELETE) if release is None else mutate(raw, "os_release", release)
+    assert load_spec(write(tmp_path, raw)).aws is not None
