@@ -25,6 +25,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from factory import digest as digest_mod
 from factory import paths, supermin, tools
 from factory.errors import ToolError
 from factory.testbed import cpio, kmod, tarorder
@@ -159,14 +160,6 @@ def _read_scripts() -> dict[str, bytes]:
     return {name: (DATA / name).read_bytes() for name in SCRIPTS}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def build_testbed(cache: Path | None = None, *, force: bool = False) -> Testbed:
     """Build (or reuse from the cache) the testbed ISO and return where it is."""
     kernel_pkg = supermin.kernel_package()
@@ -264,7 +257,7 @@ def _build(work: Path, final: Path, digest: str, kernel_pkg: str, versions: dict
         (work / name).replace(final / name)
     testbed = Testbed(
         iso=final / "testbed.iso",
-        sha256=_sha256(final / "testbed.iso"),
+        sha256=digest_mod.sha256_file(final / "testbed.iso"),
         volume_label=VOLUME_LABEL,
         kernel_version=kernel_version,
         kernel=final / "vmlinuz",

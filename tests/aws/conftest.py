@@ -314,3 +314,17 @@ def kill_after_first_copy(tmp_path: Path, settings: AwsSettings, spec: Spec, bui
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def assert_resumed_without_duplicates(
+    copies: dict[tuple[str, str], list[str]], result: Any, recorder: Recorder, manifest: Path
+) -> None:
+    """After a killed promotion was run again: one copy per (profile, region), the ones the result names,
+    only the two copies the killed run never asked for, no second upload, a complete manifest."""
+    assert all(len(v) == 1 for v in copies.values()), copies
+    assert {k: v[0] for k, v in copies.items()} == {
+        (p, r): ami for p, regions in result.amis.items() for r, ami in regions.items()
+    }
+    assert len(recorder.ops("CopyImage")) == 2  # only the two copies the killed run never asked for
+    assert recorder.ops("StartSnapshot") == []  # its source AMI was found, not uploaded again
+    assert json.loads(manifest.read_text())["state"] == "complete"

@@ -28,6 +28,7 @@ from tests.aws.conftest import (
     OutsideWorld,
     RawBody,
     Recorder,
+    assert_resumed_without_duplicates,
     kill_after_first_copy,
     make_build,
     make_keys,
@@ -231,14 +232,7 @@ def test_three_account_promotion_killed_mid_copy_then_rerun_resumes_without_dupl
 
     result = promote(spec, b.build, b.raw, b.sha256, settings=role_accounts, tuning=FAST)
 
-    owned = _owned(role_accounts)
-    assert all(len(v) == 1 for v in owned.values()), owned
-    assert {k: v[0] for k, v in owned.items()} == {
-        (p, r): ami for p, regions in result.amis.items() for r, ami in regions.items()
-    }
-    assert len(recorder.ops("CopyImage")) == 2  # only the two copies the killed run never asked for
-    assert recorder.ops("StartSnapshot") == []  # its source AMI was found, not uploaded again
-    assert json.loads(result.manifest.read_text())["state"] == "complete"
+    assert_resumed_without_duplicates(_owned(role_accounts), result, recorder, result.manifest)
     # The source was retired only now, in its own account.
     src = open_account(SOURCE, role_accounts).ec2("us-east-1")
     assert result.source_ami not in {i["ImageId"] for i in src.describe_images(Owners=["self"])["Images"]}

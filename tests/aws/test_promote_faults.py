@@ -19,6 +19,7 @@ from tests.aws.conftest import (
     TARGETS,
     RawBody,
     Recorder,
+    assert_resumed_without_duplicates,
     kill_after_first_copy,
     make_build,
     make_keys,
@@ -193,11 +194,4 @@ def test_killed_during_promotion_then_rerun_completes_without_duplicates(
 
     result = promote(spec, b.build, b.raw, b.sha256, settings=hooked, tuning=FAST)
 
-    copies = live_copies(hooked)
-    assert all(len(v) == 1 for v in copies.values()), copies
-    assert {k: v[0] for k, v in copies.items()} == {
-        (p, r): ami for p, regions in result.amis.items() for r, ami in regions.items()
-    }
-    assert len(recorder.ops("CopyImage")) == 2  # only the two copies the killed run never asked for
-    assert recorder.ops("StartSnapshot") == []  # its source AMI was found, not uploaded again
-    assert json.loads(result.manifest.read_text())["state"] == "complete"
+    assert_resumed_without_duplicates(live_copies(hooked), result, recorder, result.manifest)

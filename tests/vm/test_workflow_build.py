@@ -4,7 +4,6 @@ workflow uploads (record, logs, JUnit, the records `factory plan` reads, the pro
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from factory import digest
 from factory.plan import plan_spec
 from factory.spec import load_spec
 
@@ -20,14 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / ".github" / "scripts" / "build.sh"
 
 pytestmark = pytest.mark.vm
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.mark.timeout(1800)
@@ -77,7 +69,7 @@ def test_build_script_builds_the_testbed_and_lays_out_the_artifacts(tmp_path: Pa
     [raw] = raws
     [art] = [a for a in record["stages"]["export"]["result"]["artifacts"] if a["format"] == "raw"]
     assert Path(art["path"]).name == raw.name
-    assert _sha256(raw) == art["sha256"]
+    assert digest.sha256_file(raw) == art["sha256"]
     assert {p.name for p in (promote_dir / "export").iterdir()} <= {
         raw.name,
         f"{raw.name}.sha256",
