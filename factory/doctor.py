@@ -38,6 +38,10 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("mmdebstrap", "testbed"),
     ToolSpec("cpio", "testbed"),
     ToolSpec("mkfs.ext4", "testbed", ("-V",)),
+    # The testbed's EFI boot image (images/efiboot.img): GRUB linked by grub-mkimage, a FAT image by mtools.
+    ToolSpec("grub-mkimage", "testbed"),
+    ToolSpec("mkfs.fat", "testbed", ()),
+    ToolSpec("mmd", "testbed", ("-V",)),
     ToolSpec("/usr/lib/ISOLINUX/isolinux.bin", "testbed", ()),
     ToolSpec("/usr/lib/syslinux/modules/bios/ldlinux.c32", "testbed", ()),
     ToolSpec("/usr/share/ovmf/OVMF.fd", "uefi", ()),
