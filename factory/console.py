@@ -412,8 +412,11 @@ class ScreenEcho:
             if self._start is None:
                 self._start = (self._row, self._col)
             self._dirty = False
-            self.buffer = self._line()
-            self.updates += 1
+            line = self._line()
+            # Only a changed line is an echo: GRUB also positions the cursor *before* drawing a key.
+            if line != self.buffer or line is None:
+                self.buffer = line
+                self.updates += 1
         elif seq in ("\x1b[K", "\x1b[0K"):
             for col in range(self._col, self.columns + 1):
                 self._cells.pop((self._row, col), None)

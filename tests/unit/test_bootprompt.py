@@ -71,6 +71,20 @@ def test_screen_echo_follows_the_captured_edit_key_by_key() -> None:
     assert [s for s in seen if s] == typed_prefixes + erased
 
 
+def test_screen_echo_counts_only_a_changed_line_as_an_echo() -> None:
+    # GRUB moves the cursor to where the key goes before drawing it: that positioning is no echo yet,
+    # else the typist would send the next key (or this one again) before the draw arrives.
+    echo = ScreenEcho()
+    echo.feed("grub>grub>  \x1b[9;7H\x1b[09;07Hll\x1b[9;8H\x1b[09;08H")
+    assert (echo.buffer, echo.updates) == ("l", 1)
+    echo.feed("\x1b[9;8H\x1b[09;08H")  # the next key's positioning, its draw still on the way
+    assert (echo.buffer, echo.updates, echo.busy) == ("l", 1, False)
+    echo.feed("i")
+    assert echo.busy
+    echo.feed("i\x1b[9;9H")
+    assert (echo.buffer, echo.updates, echo.busy) == ("li", 2, False)
+
+
 def test_screen_echo_reads_the_captured_kernel_line() -> None:
     start = BOOT.index(b"grub>grub>  ")
     end = BOOT.index(b"\r\n\r\r\n\r", start)
