@@ -23,7 +23,7 @@ from typing import Literal
 
 from factory import media
 from factory.console import Console, ConsoleTimeout, screen_text
-from factory.errors import InstallError
+from factory.errors import InstallError, MediaError
 
 Loader = Literal["isolinux", "grub-menu", "grub-cmdline"]
 
@@ -68,11 +68,15 @@ def plan(iso: Path, work: Path, args: list[str]) -> BootLine:
         return BootLine(isolinux, None)
     entry = media.grub_install_entry(cfg)
     if entry.linux is None or entry.initrd is None:
-        raise media.MediaError(f"{iso}: grub.cfg entry {entry.title!r} has no kernel or no initrd line")
+        raise MediaError(f"{iso}: grub.cfg entry {entry.title!r} has no kernel or no initrd line")
     own = entry.linux.split()
     # The entry names its own install source; typing the factory's copy again would bring a backslash
     # (LABEL=CentOS\x207...), which GRUB 2.06 doubles on the kernel command line (measured on Debian's).
-    added = [a for a in args if not (a.startswith("inst.stage2=") and any(w.startswith("inst.stage2=") for w in own))]
+    added = [
+        a
+        for a in args
+        if not (a.startswith("inst.stage2=") and any(w.startswith("inst.stage2=") for w in own))
+    ]
     linux = " ".join([*own, *(media.grub_quote(a) for a in added)])
     return BootLine(isolinux, (linux, " ".join(entry.initrd.split()), "boot"))
 
@@ -112,7 +116,9 @@ def boot(console: Console, line: BootLine, timeout: float) -> Outcome:
             "nor grub.cfg"
         )  # fmt: skip
     if line.grub is None:
-        raise InstallError("boot-loader", "GRUB came up, but the ISO has no grub.cfg to take the boot line from")
+        raise InstallError(
+            "boot-loader", "GRUB came up, but the ISO has no grub.cfg to take the boot line from"
+        )
     if loader == "grub-menu":
         _quiet(console, MENU_QUIET_S, MENU_SETTLE_MAX_S)
         console.send("c")
@@ -123,7 +129,9 @@ def boot(console: Console, line: BootLine, timeout: float) -> Outcome:
         repairs += typed.repairs
         if command != "boot":
             _grub_prompt(console, timeout, f"GRUB's prompt after {command.split()[0]}")
-    return Outcome(loader, repairs, time.monotonic() - started)
+    return Outcome(
+        "grub-menu" if loader == "grub-menu" else "grub-cmdline", repairs, time.monotonic() - started
+    )
 
 
 def _quiet(console: Console, quiet: float, limit: float) -> None:
@@ -153,7 +161,8 @@ def _grub_prompt(console: Console, timeout: float, what: str) -> None:
         if left <= 0:
             tail = text.strip()[-200:]
             raise ConsoleTimeout(
-                f"no {what} on the serial console within {timeout:.0f} s" + (f" (last output: {tail!r})" if tail else "")
+                f"no {what} on the serial console within {timeout:.0f} s"
+                + (f" (last output: {tail!r})" if tail else "")
             )
         data = console.read(min(left, 0.5))
         if data is None:

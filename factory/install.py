@@ -373,4 +373,12 @@ def _reporter(progress: ProgressCallback | None) -> Iterator[ProgressCallback]:
         yield update
 
 
-__all__ = ["FactoryError", "InstallError", "InstallResult", "boot_arg_list", "boot_args", "escape_label", "install"]
+__all__ = [
+    "FactoryError",
+    "InstallError",
+    "InstallResult",
+    "boot_arg_list",
+    "boot_args",
+    "escape_label",
+    "install",
+]

@@ -531,8 +531,9 @@ def serial_grub_cfg(text: str, console: str = "ttyS0,115200") -> str:
         if re.match(r"^\s*(set\s+(timeout(_style)?|default)=|serial\s|terminal_(input|output)\s)", line):
             continue
         if _GRUB_LINUX.match(line) and not re.search(rf"\sconsole={re.escape(console)}(\s|$)", line):
-            line = f"{line.rstrip()} console={console}"
-        body.append(line)
+            body.append(f"{line.rstrip()} console={console}")
+        else:
+            body.append(line)
     return "\n".join(head + body) + "\n"
 
 

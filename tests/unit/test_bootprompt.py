@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from el7iso import EL7_EFIBOOT_GRUB_CFG, make_el7_iso
 
-from factory import bootprompt
+from factory import bootprompt, media
 from factory.bootprompt import BootLine
 from factory.console import Console, ConsoleTimeout, ScreenEcho, screen_text
 from factory.errors import InstallError
@@ -118,10 +119,11 @@ def _send_slowly(sock: socket.socket, data: bytes, size: int) -> None:
     ("screen", "loader"),
     [
         pytest.param(MENU, "grub-menu", id="grub-menu-captured"),
-        pytest.param(b"\r\nISOLINUX 6.04 20200816 ETCD Copyright (C) 1994-2015 H. Peter Anvin et al\r\nboot: ",
-                     "isolinux", id="isolinux-boot-prompt"),
+        pytest.param(b"\r\nISOLINUX 6.04 20200816 ETCD Copyright (C) 1994-2015 H. Peter Anvin et al"
+                     b"\r\nboot: ", "isolinux", id="isolinux-boot-prompt"),
         pytest.param(CMDLINE_SCREEN, "grub-cmdline", id="grub-cmdline-without-menu"),
-        pytest.param(b"\x1b[2J\x1b[01;01HWelcome to GRUB!\r\n\r\nerror: file `/EFI/BOOT/normal.mod' not found.\r\n"
+        pytest.param(b"\x1b[2J\x1b[01;01HWelcome to GRUB!\r\n\r\n"
+                     b"error: file `/EFI/BOOT/normal.mod' not found.\r\n"
                      b"Entering rescue mode...\r\ngrub rescue> ", "grub-rescue", id="grub-rescue"),
     ],
 )  # fmt: skip
@@ -139,7 +141,7 @@ def test_wait_for_screen_names_the_loader(
 
 def test_wait_for_screen_times_out_naming_what_it_waited_for(pair: tuple[Console, socket.socket]) -> None:
     console, theirs = pair
-    theirs.sendall(b"BdsDxe: failed to load Boot0001 \"UEFI QEMU DVD-ROM QM00003 \": Not Found\r\n")
+    theirs.sendall(b'BdsDxe: failed to load Boot0001 "UEFI QEMU DVD-ROM QM00003 ": Not Found\r\n')
     with pytest.raises(ConsoleTimeout, match=r"no boot loader prompt .*GRUB menu.* within 1 s.*Not Found"):
         bootprompt.wait_for_screen(console, 1)
 
@@ -323,14 +325,18 @@ def test_grub_error_ends_the_boot_quoting_grub(pair: tuple[Console, socket.socke
     console, theirs = pair
     grub = FakeGrub(theirs, errors={"linuxefi": "file `/images/pxeboot/vmlinuz' not found"})
     grub.start()
-    with pytest.raises(InstallError, match=r"\(boot-loader\): GRUB: error: file `/images/pxeboot/vmlinuz' not found"):
+    with pytest.raises(
+        InstallError, match=r"\(boot-loader\): GRUB: error: file `/images/pxeboot/vmlinuz' not found"
+    ):
         bootprompt.boot(console, LINE, 10)
     assert len(grub.commands) == 1  # nothing typed after the failed command
 
 
 def test_grub_rescue_is_a_boot_loader_error(pair: tuple[Console, socket.socket]) -> None:
     console, theirs = pair
-    theirs.sendall(b"error: file `/EFI/BOOT/normal.mod' not found.\r\nEntering rescue mode...\r\ngrub rescue> ")
+    theirs.sendall(
+        b"error: file `/EFI/BOOT/normal.mod' not found.\r\nEntering rescue mode...\r\ngrub rescue> "
+    )
     with pytest.raises(InstallError, match=r"\(boot-loader\): GRUB stopped at its rescue prompt"):
         bootprompt.boot(console, LINE, 5)
 
@@ -340,3 +346,43 @@ def test_grub_without_a_grub_cfg_plan_is_a_boot_loader_error(pair: tuple[Console
     theirs.sendall(MENU)
     with pytest.raises(InstallError, match=r"\(boot-loader\): GRUB came up, but the ISO has no grub.cfg"):
         bootprompt.boot(console, BootLine(isolinux="linux", grub=None), 5)
+
+
+# --- the plan: what is typed, from the remastered ISO ------------------------------------------------------
+
+ARGS = [
+    "inst.ks=http://10.0.2.2:40123/AbC/ks.cfg",
+    "inst.text",
+    "inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64",
+    "console=ttyS0",
+    "testbed.note=a b",
+]
+
+
+def test_plan_types_the_installer_entry_from_the_efi_boot_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FACTORY_CACHE", str(tmp_path / "cache"))
+    iso = media.remaster_for_serial(make_el7_iso(tmp_path))
+    line = bootprompt.plan(iso, tmp_path, ARGS)
+    assert line.isolinux == "linux " + " ".join(ARGS)
+    # The entry's own line (its stage2 kept as written, console= added by the remaster), then the
+    # factory's arguments quoted for GRUB, without a second stage2.
+    assert line.grub == (
+        "linuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64 quiet "
+        "console=ttyS0,115200 inst.ks=http://10.0.2.2:40123/AbC/ks.cfg inst.text console=ttyS0 "
+        "'testbed.note=a b'",
+        "initrdefi /images/pxeboot/initrd.img",
+        "boot",
+    )
+    assert "rd.live.check" not in EL7_EFIBOOT_GRUB_CFG.split("menuentry")[1]
+    assert list(tmp_path.glob("efiboot.img")) == []  # the private copy is gone
+
+
+def test_plan_of_bios_only_media_has_no_grub_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACTORY_CACHE", str(tmp_path / "cache"))
+    bios = make_el7_iso(tmp_path, efiboot=False)
+    tools_tree = media.list_dir(bios, "/EFI/BOOT")
+    assert tools_tree == ["grub.cfg"]  # the tree's grub.cfg is read when there is no efiboot.img
+    line = bootprompt.plan(media.remaster_for_serial(bios), tmp_path, ARGS)
+    assert line.grub is not None and line.grub[0].startswith("linuxefi /images/pxeboot/vmlinuz ")

@@ -29,7 +29,9 @@ def test_uefi_serial_prompt_installs_through_grub(
     uefi_spec: Spec, testbed_media: MediaResult, build_dir: BuildDir
 ) -> None:
     result = install.install(uefi_spec, testbed_media, build_dir)
-    print(f"UEFI serial-prompt install: guest {result.guest_seconds:.1f} s, stage {result.total_seconds:.1f} s")
+    print(
+        f"UEFI serial-prompt install: guest {result.guest_seconds:.1f} s, stage {result.total_seconds:.1f} s"
+    )
     assert result.disk.is_file()
     assert result.boot_mode == "serial-prompt"
     console = (build_dir.path / "console.log").read_text(errors="replace")
