@@ -548,10 +548,13 @@ def grub_quote(word: str) -> str:
 def efi_grub_cfg(iso: Path, work: Path) -> str | None:
     """The grub.cfg UEFI CD boot reads: the one inside images/efiboot.img, else EFI/BOOT/grub.cfg; None
     when the ISO has neither (BIOS-only media)."""
-    with contextlib.suppress(MediaError):
-        img = read_file(iso, EFIBOOT_PATH, work / "efiboot.img")
+    try:
+        img: Path | None = read_file(iso, EFIBOOT_PATH, work / "efiboot.img")
+    except MediaError:
+        img = None  # no EFI boot image: the tree's grub.cfg is the one left
+    if img is not None:
         try:
-            return _mcopy_out(iso, img)
+            return _mcopy_out(iso, img)  # an unreadable FAT image is an error, not a fallback
         finally:
             img.unlink(missing_ok=True)
     try:
