@@ -41,6 +41,8 @@ GRUB_ERROR = re.compile(r"error: ([^\n]*)")
 # GRUB redraws its menu for a while after the first line shows (twice under OVMF): a key sent into the
 # middle of a draw is still read, but waiting for a quiet screen keeps the transcript readable.
 MENU_QUIET_S = 0.5
+# Characters of console output kept for matching a screen (a GRUB menu draw under OVMF is ~8 KB).
+SCREEN_KEEP = 65536
 MENU_SETTLE_MAX_S = 10.0
 
 
@@ -100,7 +102,7 @@ def wait_for_screen(console: Console, timeout: float) -> tuple[str, str]:
         data = console.read(min(left, 0.5))
         if data is None:
             raise InstallError("qemu-failed", "the serial console closed before a boot loader prompt showed")
-        seen += data
+        seen = (seen + data)[-SCREEN_KEEP:]  # a chatty firmware must not make every match slower
 
 
 def boot(console: Console, line: BootLine, timeout: float) -> Outcome:
@@ -167,4 +169,4 @@ def _grub_prompt(console: Console, timeout: float, what: str) -> None:
         data = console.read(min(left, 0.5))
         if data is None:
             raise InstallError("qemu-failed", f"the serial console closed while waiting for {what}")
-        seen += data
+        seen = (seen + data)[-SCREEN_KEEP:]  # a chatty firmware must not make every match slower

@@ -208,6 +208,7 @@ def _run_vm(
             packages = _watch(spec, vm, ks, artifacts, report)
             return vm.run_seconds, packages, repairs
         except InstallError as exc:
+            exc.artifacts = exc.artifacts or artifacts  # a boot-loader error names the transcript too
             if keep_on_error and vm.running():
                 vm.pause_and_detach()
                 kept = True
