@@ -72,14 +72,16 @@ def _store(verdict: Literal["kvm", "tcg"], reason: str) -> None:
     atomic_write_text(_cache_file(), json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def probe(guest: ProbeGuest, timeout: float = PROBE_SECONDS) -> tuple[bool, str]:
-    """Boot `guest` under KVM; (True, ...) if its kernel printed within `timeout` seconds."""
+def probe(
+    guest: ProbeGuest, timeout: float = PROBE_SECONDS, accel: Literal["kvm", "tcg"] = "kvm"
+) -> tuple[bool, str]:
+    """Boot `guest` under `accel`; (True, ...) if its kernel printed within `timeout` seconds."""
     with tempfile.TemporaryDirectory(prefix="factory-kvm-probe-") as tmp:
         d = Path(tmp)
         cfg = qemu.VmConfig(
             serial_socket=d / "console.sock",
             qmp_socket=d / "qmp.sock",
-            accel="kvm",
+            accel=accel,
             memory_mib=256,
             kernel=guest.kernel,
             initrd=guest.initrd,
@@ -90,14 +92,14 @@ def probe(guest: ProbeGuest, timeout: float = PROBE_SECONDS) -> tuple[bool, str]
         try:
             with qemu.Vm.start(cfg, d / "console.log", start_timeout=timeout) as vm:
                 try:
-                    vm.console.expect([PROBE_MARKER], timeout, "the probe kernel's first line under KVM")
+                    vm.console.expect([PROBE_MARKER], timeout, f"the probe kernel's first line under {accel}")
                 except ConsoleError as exc:
                     vm.kill()
                     stderr = " | ".join(qemu.qemu_stderr_tail(vm))
                     return False, exc.message + (f" (qemu: {stderr})" if stderr else "")
         except ToolError as exc:
             return False, exc.message
-    return True, "a probe kernel booted under KVM"
+    return True, f"a probe kernel booted under {accel}"
 
 
 _warned: set[str] = set()

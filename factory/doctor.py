@@ -1,7 +1,8 @@
-"""What this host has for building images: QEMU, the accelerator verdict, each host tool, the cache.
+"""What this host has for building images: QEMU, the accelerator verdict, each capability proven by a
+probe (`factory.capabilities`), each host tool with its package, the cache.
 
-`diagnose()` gathers it into one frozen report; `factory doctor` prints it (or --json) and exits 3 when a
-required tool is missing.
+`diagnose()` gathers it into one frozen report; `factory doctor` prints it (or --json) and exits 3 unless
+every capability a testbed build needs works ("ready").
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from factory import hostdeps, media, paths, tools
+from factory import capabilities, hostdeps, media, paths, tools
+from factory.capabilities import CapabilityStatus
 from factory.errors import ToolError
 
 KVM_DEVICE = Path("/dev/kvm")
@@ -26,26 +28,26 @@ class ToolSpec:
     version_args: tuple[str, ...] = ("--version",)
 
 
-# In report order. Absolute paths are files (boot loaders, firmware), not programs.
-TOOLS: tuple[ToolSpec, ...] = (
-    ToolSpec("qemu-system-x86_64", "required"),
-    ToolSpec("qemu-img", "required"),
-    ToolSpec("xorriso", "required", ("-version",)),
-    ToolSpec("ssh", "required", ("-V",)),
-    ToolSpec("ssh-keygen", "required", ()),
-    ToolSpec("guestfish", "required"),
-    ToolSpec("mcopy", "serial"),  # serial-prompt remaster: edits grub.cfg inside the ISO's efiboot.img
-    ToolSpec("mmdebstrap", "testbed"),
-    ToolSpec("cpio", "testbed"),
-    ToolSpec("mkfs.ext4", "testbed", ("-V",)),
-    # The testbed's EFI boot image (images/efiboot.img): GRUB linked by grub-mkimage, a FAT image by mtools.
-    ToolSpec("grub-mkimage", "testbed"),
-    ToolSpec("mkfs.fat", "testbed", ()),
-    ToolSpec("mmd", "testbed", ("-V",)),
-    ToolSpec("/usr/lib/ISOLINUX/isolinux.bin", "testbed", ()),
-    ToolSpec("/usr/lib/syslinux/modules/bios/ldlinux.c32", "testbed", ()),
-    ToolSpec("/usr/share/ovmf/OVMF.fd", "uefi", ()),
+# Version flags where --version is not it; files (absolute paths) have none.
+VERSION_ARGS: dict[str, tuple[str, ...]] = {
+    "xorriso": ("-version",),
+    "ssh": ("-V",),
+    "ssh-keygen": (),
+    "mkfs.ext4": ("-V",),
+    "debugfs": ("-V",),
+    "mformat": ("--version",),
+    "depmod": ("--version",),
+}
+# Every program and file a capability uses, in report order, with what needs it.
+_NEEDED_FOR: dict[str, str] = {}
+for _cap in capabilities.CAPABILITIES:
+    for _tool in _cap.tools:
+        _NEEDED_FOR.setdefault(_tool, _cap.needed_for)  # the first (most required) capability using it
+TOOLS: tuple[ToolSpec, ...] = tuple(
+    ToolSpec(tool, needed, () if tool.startswith("/") else VERSION_ARGS.get(tool, ("--version",)))
+    for tool, needed in _NEEDED_FOR.items()
 )
+READY_FOR = ("required", "testbed")
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,21 @@ class Report:
     accel: AccelStatus
     tools: tuple[ToolStatus, ...]
     cache: CacheStatus
+    capabilities: tuple[CapabilityStatus, ...] = ()
 
     @property
     def missing_required(self) -> tuple[ToolStatus, ...]:
         return tuple(t for t in self.tools if t.required and t.path is None)
 
     @property
+    def failed(self) -> tuple[CapabilityStatus, ...]:
+        """Capabilities a testbed build needs whose probe failed."""
+        return tuple(c for c in self.capabilities if not c.ok and c.needed_for in READY_FOR)
+
+    @property
     def ok(self) -> bool:
-        return not self.missing_required
+        """Ready: a testbed build can run (every capability it needs was proven)."""
+        return not self.missing_required and not self.failed
 
 
 def _version(spec: ToolSpec, path: str) -> str:
@@ -182,14 +191,17 @@ def cache_status() -> CacheStatus:
     )
 
 
-def diagnose() -> Report:
-    """Look at the host (runs each tool's --version; boots nothing)."""
+def diagnose(*, probe: bool = True) -> Report:
+    """Look at the host: each tool's version and, with `probe`, every capability proven by using it
+    (boots a kernel under TCG, starts libguestfs's appliance, ...)."""
     statuses = tuple(tool_status(t) for t in TOOLS)
     qemu = statuses[0]
+    proven = capabilities.check(c.name for c in capabilities.CAPABILITIES) if probe else ()
     return Report(
         qemu_path=qemu.path,
         qemu_version=qemu.version,
         accel=accel_status(),
         tools=statuses,
         cache=cache_status(),
+        capabilities=proven,
     )

@@ -16,6 +16,7 @@ EXIT_INSTALL = 5  # the install failed (classified by the monitor)
 EXIT_VERIFY = 6  # the image did not boot or failed its acceptance tests
 EXIT_EXPORT = 7
 EXIT_AWS = 8  # AWS credentials, upload or promotion failure
+EXIT_SEAL = 11  # sealing failed: the cleanup, the power-off or the offline re-check of the sealed image
 EXIT_INTERRUPTED = 130
 
 
@@ -80,6 +81,10 @@ class InstallError(FactoryError):
 
 class VerifyError(FactoryError):
     exit_code = EXIT_VERIFY
+
+
+class SealError(FactoryError):
+    exit_code = EXIT_SEAL
 
 
 class ExportError(FactoryError):

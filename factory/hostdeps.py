@@ -72,7 +72,7 @@ def install_command(missing: Sequence[Missing], family: Family) -> list[str]:
     return ["dnf", "install", "-y", *dict.fromkeys(m.rpm for m in missing)]
 
 
-def _hint(missing: Sequence[Missing]) -> str:
+def hint(missing: Sequence[Missing]) -> str:
     names = ", ".join(m.tool for m in missing)
     return (
         f"missing host tools: {names}; install them with: "
@@ -90,10 +90,10 @@ def install_missing(missing: Sequence[Missing], *, os_release: Path = OS_RELEASE
     if not missing:
         return
     if not _is_root():
-        raise ToolError(_hint(missing) + " (installing needs root)")
+        raise ToolError(hint(missing) + " (installing needs root)")
     family = os_family(os_release)
     if family is None:
-        raise ToolError(_hint(missing) + f" (unknown OS family in {os_release})")
+        raise ToolError(hint(missing) + f" (unknown OS family in {os_release})")
     argv = install_command(missing, family)
     # Non-interactive: a build must never stop at a debconf question.
     env = {"DEBIAN_FRONTEND": "noninteractive"} if family == "debian" else None
@@ -113,4 +113,4 @@ def ensure(required: Iterable[str], *, install: bool = False) -> None:
     if install:
         install_missing(missing)
         return
-    raise ToolError(_hint(missing) + ", or run with --install-host-deps as root")
+    raise ToolError(hint(missing) + ", or run with --install-host-deps as root")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -274,9 +273,11 @@ def _watch(
             if mon.failures and failed_at is None:
                 failed_at = now
             if failed_at is not None and now - failed_at >= GRACE_SECONDS:
-                raise _classified(mon, fail)
+                raise _classified(mon, fail, ks)
             if data is None:
                 break  # the console closed: QEMU is exiting
+            if failed_at is not None:
+                continue  # a classified failure is in its grace period: no timer may replace it
             if not ks.fetched and now - start > t.kickstart_fetch:
                 raise fail("kickstart-not-fetched", _not_fetched(ks, t.kickstart_fetch))
             if now - last_output > t.idle:
@@ -305,7 +306,7 @@ def _verdict(
 ) -> None:
     """After QEMU exited by itself: success, or the classified reason it is not."""
     if mon.failures:
-        raise _classified(mon, fail)
+        raise _classified(mon, fail, ks)
     reason = vm.shutdown_reason()
     if code != 0:
         stderr = " | ".join(qemu.qemu_stderr_tail(vm))
@@ -322,18 +323,15 @@ def _verdict(
         log.warning("the guest powered off without printing 'Installation complete' (reason: %s)", reason)
 
 
-_EXCEPTION_LINE = re.compile(r"^\s*[A-Za-z_][\w.]*(Error|Exception|Exit)\b.*")
-
-
-def _classified(mon: monitor.Monitor, fail: Fail) -> InstallError:
+def _classified(mon: monitor.Monitor, fail: Fail, ks: KickstartServer) -> InstallError:
     cause = mon.cause()
     assert cause is not None
-    line = cause.line
-    if cause.kind == "traceback":
-        # "Traceback (most recent call last):" says little; the exception line at its end says what.
-        raised = [m.group(0).strip() for text in mon.recent if (m := _EXCEPTION_LINE.match(text))]
-        line = raised[-1] if raised else line
-    return fail(cause.kind, f"{cause.what}: {line}")
+    message = mon.message(cause)
+    if cause.kind == "kickstart-not-fetched":
+        # dracut names the URL; the server's log says what it answered.
+        asked = sorted({f"{r.path} ({r.status})" for r in ks.requests()})
+        message += f"; the server answered {', '.join(asked)}" if asked else "; the server got no request"
+    return fail(cause.kind, message)
 
 
 def _not_fetched(ks: KickstartServer, seconds: int) -> str:

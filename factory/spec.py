@@ -181,10 +181,39 @@ class Expect(Strict):
     skip: tuple[RuleOff, ...] = ()
 
 
+class TokenSource(StrEnum):
+    # GitHub Actions' OIDC provider: a fresh token (audience sts.amazonaws.com) is requested at every refresh.
+    GITHUB_ACTIONS = "github-actions"
+
+
+class WebIdentity(Strict):
+    """Credentials from AssumeRoleWithWebIdentity (an OIDC token, e.g. a CI job's) instead of a profile.
+
+    botocore refreshes them by itself, re-reading the token each time; the session is not a chained role
+    session, so it may last up to the role's maximum (12 h), and a refresh needs no long-lived key at all.
+    """
+
+    role_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")]
+    # Exactly one: a file holding the token (refreshed on disk by its issuer: EKS, a CI step), or a source.
+    token_file: Path | None = None
+    token_from: TokenSource | None = None
+    audience: str = "sts.amazonaws.com"
+    session_name: Annotated[str, Field(pattern=r"^[\w+=,.@-]{2,64}$")] = "image-factory"
+    duration_seconds: Annotated[int, Field(ge=900, le=43200)] = 3600
+
+    @model_validator(mode="after")
+    def _one_token(self) -> WebIdentity:
+        if (self.token_file is None) == (self.token_from is None):
+            raise ValueError("give exactly one of token_file or token_from")
+        return self
+
+
 class Target(Strict):
     """One AWS account reached through a boto3 named profile, and its regions with their KMS keys."""
 
+    # The account's name in records and manifests; with web_identity it need not exist in ~/.aws/config.
     profile: str
+    web_identity: WebIdentity | None = None
     # region -> KMS key (ARN, key id or alias) used to encrypt the copy in that region.
     regions: dict[str, str]
     share_with: tuple[Annotated[str, Field(pattern=r"^\d{12}$")], ...] = ()
@@ -217,6 +246,8 @@ class Aws(Strict):
     targets: tuple[Target, ...]
     copy_timeout: Annotated[int, Field(gt=0)] = 3600
     endpoint_url: str | None = None
+    # The source account through web identity (OIDC) instead of the named profile.
+    source_web_identity: WebIdentity | None = None
 
     @model_validator(mode="after")
     def _bucket(self) -> Aws:
@@ -226,7 +257,18 @@ class Aws(Strict):
             raise ValueError("targets: at least one target account")
         if self.ssm_parameter is not None and not self.ssm_parameter.startswith("/"):
             raise ValueError("ssm_parameter must start with '/'")
+        seen: dict[str, WebIdentity | None] = {self.source_profile: self.source_web_identity}
+        for t in self.targets:
+            if t.profile in seen and seen[t.profile] != t.web_identity:
+                raise ValueError(f"profile {t.profile!r} is given different web_identity settings")
+            seen[t.profile] = t.web_identity
         return self
+
+    def web_identity_for(self, profile: str) -> WebIdentity | None:
+        """How the account named `profile` gets credentials: web identity, or None for the named profile."""
+        if profile == self.source_profile:
+            return self.source_web_identity
+        return next((t.web_identity for t in self.targets if t.profile == profile), None)
 
 
 class Spec(Strict):

@@ -25,11 +25,17 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "ssh": ("openssh-client", "openssh-clients"),
     "ssh-keygen": ("openssh-client", "openssh-clients"),
     "qemu-io": ("qemu-utils", "qemu-img"),
-    # Seal's offline re-check reads the sealed disk (xfs on EL, ext4 on the testbed) with libguestfs.
+    # Seal's offline re-check of ext4 (the testbed) reads the filesystem with debugfs.
+    "debugfs": ("e2fsprogs", "e2fsprogs"),
+    # libguestfs's appliance kernel is unpacked from a Debian package and indexed with depmod.
+    "depmod": ("kmod", "kmod"),
+    "dpkg-deb": ("dpkg", "dpkg"),
+    # Seal's offline re-check reads an xfs/LVM sealed disk (EL) with libguestfs.
     "guestfish": ("libguestfs-tools", "guestfs-tools"),
     # The serial remaster edits grub.cfg inside EL7's FAT EFI boot image (images/efiboot.img) with mtools;
     # the test ISO fixture builds such an image with mkfs.fat + mmd.
     "mcopy": ("mtools", "mtools"),
+    "mformat": ("mtools", "mtools"),
     "mmd": ("mtools", "mtools"),
     "mkfs.fat": ("dosfstools", "dosfstools"),
     # The testbed's UEFI boot loader: grub-mkimage links BOOTX64.EFI from grub-efi-amd64-bin's modules.

@@ -12,6 +12,7 @@ once with a VerifyError (exit 6) carrying the serial transcript.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import factory
-from factory import checks, digest, qemu, tools
+from factory import checks, digest, generalise, qemu, tools
 from factory.errors import FactoryError, VerifyError
 from factory.guest import draining, fail, free_port, overlay, vm_config, wait_for_ssh, write_ssh_config
 from factory.record import BuildDir, atomic_write_text
@@ -48,6 +49,8 @@ class VerifyResult:
     ssh_ready_s: float
     suite_s: float
     transcript: Path
+    # Seconds spent generalising the passing boot for the seal stage (0: not asked, or the suite failed).
+    generalise_s: float = 0.0
 
 
 def suite_dir() -> Path:
@@ -111,8 +114,13 @@ def _close_ssh_master(ssh_config: Path) -> None:
     tools.run(["ssh", "-F", str(ssh_config), "-O", "exit", "127.0.0.1"], timeout=15, check=False)
 
 
-def verify(spec: Spec, image: Path, build: BuildDir, *, key: BuildKey) -> VerifyResult:
-    """Boot `image` on an overlay, wait for SSH, run tests/images; the image itself is never modified."""
+def verify(
+    spec: Spec, image: Path, build: BuildDir, *, key: BuildKey, generalise_boot: bool = False
+) -> VerifyResult:
+    """Boot `image` on an overlay, wait for SSH, run tests/images; the image itself is never modified.
+
+    With `generalise_boot`, a passing boot is then cleaned for sealing (`factory.generalise`) and its overlay
+    kept as `verify/generalised.qcow2` for the seal stage."""
     checks.require_known_skips(spec)
     if not image.is_file():
         raise VerifyError(f"{image}: no such image to verify")
@@ -127,7 +135,9 @@ def verify(spec: Spec, image: Path, build: BuildDir, *, key: BuildKey) -> Verify
     transcript, bios_log, junit = out / "console.log", out / "bios.log", out / "junit.xml"
     for stale in (transcript, bios_log, junit):
         stale.unlink(missing_ok=True)
+    generalise.drop_generalised(build)
     image_sha256 = digest.sha256_file(image)
+    generalise_s = 0.0
     port = free_port()
     # Unix sockets (QEMU's, ssh's ControlPath) must fit in 107 bytes: keep them out of the build path.
     sockets = Path(tempfile.mkdtemp(prefix="factory-verify-"))
@@ -143,9 +153,17 @@ def verify(spec: Spec, image: Path, build: BuildDir, *, key: BuildKey) -> Verify
             try:
                 with draining(vm):
                     status, suite_s = run_suite(spec, port, ssh_config, junit, out / "pytest.log")
+                    if generalise_boot and status == 0:
+                        # The suite passed: generalise this very boot, so sealing needs no second one.
+                        started = time.monotonic()
+                        removed = generalise.generalise(vm, ssh_config, transcript)
+                        generalise_s = time.monotonic() - started
+                        os.replace(disk, out / generalise.GENERALISED)
+                        generalise.write_generalised_note(out, image_sha256, removed)
             finally:
                 _close_ssh_master(ssh_config)
-            # The overlay is thrown away: no need for a clean shutdown, QEMU is stopped when the block ends.
+            # Otherwise the overlay is thrown away: no need for a clean shutdown, QEMU is stopped when the
+            # block ends.
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
     if digest.sha256_file(image) != image_sha256:
@@ -166,4 +184,5 @@ def verify(spec: Spec, image: Path, build: BuildDir, *, key: BuildKey) -> Verify
         ssh_ready_s=round(ssh_ready_s, 2),
         suite_s=round(suite_s, 2),
         transcript=transcript,
+        generalise_s=round(generalise_s, 2),
     )

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from factory.aws.session import AwsSettings, open_account
+from factory.aws.session import AwsSettings, spec_account
 from factory.errors import AwsError
 from factory.spec import Aws, Spec
 
@@ -59,7 +59,7 @@ def _make_keys(spec_aws: Aws, settings: AwsSettings) -> dict[tuple[str, str], st
     """Create the KMS keys and aliases the spec names; a bare key id or ARN cannot be chosen in moto."""
     made: dict[tuple[str, str], str] = {}
     for target in spec_aws.targets:
-        account = open_account(target.profile, settings)
+        account = spec_account(spec_aws, target.profile, settings)
         for region, key in target.regions.items():
             kms = account.kms(region)
             alias = key if key.startswith("alias/") else key.split(":", 5)[-1]
@@ -78,7 +78,7 @@ def _make_keys(spec_aws: Aws, settings: AwsSettings) -> dict[tuple[str, str], st
 
 
 def _make_bucket(spec_aws: Aws, settings: AwsSettings) -> None:
-    s3 = open_account(spec_aws.source_profile, settings).s3(spec_aws.source_region)
+    s3 = spec_account(spec_aws, spec_aws.source_profile, settings).s3(spec_aws.source_region)
     assert spec_aws.s3_bucket is not None
     if spec_aws.source_region == "us-east-1":
         # us-east-1 is the one region that refuses an explicit LocationConstraint.

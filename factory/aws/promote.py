@@ -28,7 +28,7 @@ from factory import digest
 from factory.aws import ebs_direct, vm_import
 from factory.aws.local import LOCAL, local_aws, profiles
 from factory.aws.manifest import Manifest
-from factory.aws.session import Account, AwsSettings, open_account
+from factory.aws.session import Account, AwsSettings, spec_account
 from factory.errors import AwsError, FactoryError
 from factory.gate import require_verified
 from factory.record import BuildDir
@@ -174,7 +174,7 @@ class _Run:
         self.tuning = tuning
         self._progress = progress
         # Every profile is opened up front: an unknown one fails before anything is uploaded.
-        self.accounts = {p: open_account(p, settings) for p in profiles(aws)}
+        self.accounts = {p: spec_account(aws, p, settings) for p in profiles(aws)}
         created = str(build.record.get("created", ""))[:10].replace("-", "") or build.build_id[:8]
         self.name = aws.ami_name.format(name=spec.name, build_id=build.build_id, date=created)
         self.source_name = f"{self.name}-source"

@@ -2,22 +2,36 @@
 
 A profile with `role_arn` + `source_profile` gives botocore's AssumeRoleProvider, whose credentials refresh
 themselves before they expire: a long upload outlives the one-hour cap on chained role sessions.
+A spec's `web_identity` (an OIDC token: a CI job's, EKS's) goes through botocore's
+AssumeRoleWithWebIdentity fetcher the same way: refreshed by itself, the token read again at every refresh.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import os
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.session
+from botocore.client import BaseClient
 from botocore.config import Config
+from botocore.credentials import (
+    AssumeRoleWithWebIdentityCredentialFetcher,
+    CredentialProvider,
+    CredentialResolver,
+    DeferredRefreshableCredentials,
+)
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
 from factory.errors import AwsError
+from factory.spec import Aws, TokenSource, WebIdentity
 
 if TYPE_CHECKING:
     from mypy_boto3_ebs import EBSClient
@@ -98,8 +112,124 @@ class Account:
             raise AwsError(f"profile {self.profile}: cannot get credentials or identity: {exc}") from None
 
 
-def open_account(profile: str, settings: AwsSettings) -> Account:
-    """A boto3 session for a named profile; an unknown profile is an AwsError naming the config file."""
+class _NoCredentialsInLogs(logging.Filter):
+    """botocore's DEBUG log prints request params and response bodies: STS ones carry the web identity
+    token and the session's keys. Those records are dropped (--debug must never print a secret)."""
+
+    MARKERS = ("WebIdentityToken", "SecretAccessKey", "SessionToken", "AssumeRoleWithWebIdentity")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:
+            return False
+        return not any(m in text for m in self.MARKERS)
+
+
+_LOG_FILTER = _NoCredentialsInLogs()
+# The botocore loggers that print requests or responses at DEBUG (a filter acts only on its own logger).
+_LOGGERS_WITH_BODIES = ("botocore.endpoint", "botocore.parsers", "botocore.hooks", "botocore.auth")
+
+
+def _guard_logs() -> None:
+    for name in _LOGGERS_WITH_BODIES:
+        logger = logging.getLogger(name)
+        if _LOG_FILTER not in logger.filters:
+            logger.addFilter(_LOG_FILTER)
+
+
+class FileTokenLoader:
+    """The token in a file, read at every refresh (its issuer rotates it on disk)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self) -> str:
+        try:
+            token = self.path.read_text().strip()
+        except OSError as exc:
+            raise AwsError(f"web identity token file {self.path}: cannot read it: {exc.strerror}") from None
+        if not token:
+            raise AwsError(f"web identity token file {self.path} is empty")
+        return token
+
+
+class GithubActionsTokenLoader:
+    """A fresh OIDC token from GitHub Actions' token endpoint (the job needs `permissions: id-token: write`).
+
+    GitHub's tokens are short-lived, so a file written once at the job's start would be stale by the
+    first refresh of a long copy wait; asking again at every refresh never is.
+    """
+
+    def __init__(self, audience: str, environ: dict[str, str] | None = None) -> None:
+        self.audience = audience
+        self.environ = os.environ if environ is None else environ
+
+    def __call__(self) -> str:
+        url = self.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL")
+        bearer = self.environ.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+        if not url or not bearer:
+            raise AwsError(
+                "web_identity.token_from: github-actions: ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN are not set "
+                "(run inside a GitHub Actions job with `permissions: id-token: write`)"
+            )
+        sep = "&" if "?" in url else "?"
+        query = urllib.parse.urlencode({"audience": self.audience})
+        req = urllib.request.Request(f"{url}{sep}{query}", headers={"Authorization": f"Bearer {bearer}"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                value = json.loads(resp.read()).get("value")
+        except (OSError, ValueError) as exc:
+            # The URL and bearer are not printed: the bearer is a secret of the job.
+            raise AwsError(f"cannot get a GitHub Actions OIDC token: {type(exc).__name__}") from None
+        if not isinstance(value, str) or not value:
+            raise AwsError("GitHub Actions' token endpoint answered without a token")
+        return value
+
+
+class WebIdentityProvider(CredentialProvider):
+    """botocore's AssumeRoleWithWebIdentity fetcher behind a credential provider: deferred (no call until
+    credentials are used), then refreshed by botocore before expiry, reading the token again each time."""
+
+    METHOD = "assume-role-with-web-identity"
+
+    def __init__(
+        self,
+        wid: WebIdentity,
+        client_creator: Callable[..., BaseClient],
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        loader: Callable[[], str]
+        if wid.token_from is TokenSource.GITHUB_ACTIONS:
+            loader = GithubActionsTokenLoader(wid.audience, environ)
+        else:
+            assert wid.token_file is not None  # the spec validator guarantees one of the two
+            loader = FileTokenLoader(wid.token_file)
+        self._fetcher = AssumeRoleWithWebIdentityCredentialFetcher(
+            client_creator=client_creator,
+            web_identity_token_loader=loader,
+            role_arn=wid.role_arn,
+            extra_args={"RoleSessionName": wid.session_name, "DurationSeconds": wid.duration_seconds},
+        )
+
+    def load(self) -> DeferredRefreshableCredentials:
+        return DeferredRefreshableCredentials(
+            method=self.METHOD, refresh_using=self._fetcher.fetch_credentials
+        )
+
+
+def open_account(
+    profile: str,
+    settings: AwsSettings,
+    web_identity: WebIdentity | None = None,
+    sts_region: str = "us-east-1",
+) -> Account:
+    """A boto3 session for a named profile; an unknown profile is an AwsError naming the config file.
+
+    With `web_identity` the account's credentials come from AssumeRoleWithWebIdentity (STS in `sts_region`)
+    and `profile` is only its name: it need not exist in the config file.
+    """
     core = botocore.session.Session()
     # Set on this botocore session only: the process environment stays untouched (several accounts at once).
     if settings.config_file is not None:
@@ -108,6 +238,20 @@ def open_account(profile: str, settings: AwsSettings) -> Account:
         core.set_config_variable("credentials_file", str(settings.credentials_file))
     if settings.session_hook is not None:
         settings.session_hook(core)
+    if web_identity is not None:
+        _guard_logs()
+
+        def sts_client(service: str, **kwargs: Any) -> BaseClient:
+            # botocore's own fetchers ignore a client's endpoint_url: the local endpoint is given here.
+            kwargs.setdefault("region_name", sts_region)
+            if settings.endpoint_url is not None:
+                kwargs.setdefault("endpoint_url", settings.endpoint_url)
+            return core.create_client(service, **kwargs)
+
+        core.register_component(
+            "credential_provider", CredentialResolver([WebIdentityProvider(web_identity, sts_client)])
+        )
+        return Account(profile=profile, session=boto3.Session(botocore_session=core), settings=settings)
     try:
         session = boto3.Session(botocore_session=core, profile_name=profile)
     except ProfileNotFound:
@@ -116,3 +260,8 @@ def open_account(profile: str, settings: AwsSettings) -> Account:
             "(add it there, e.g. with role_arn + source_profile)"
         ) from None
     return Account(profile=profile, session=session, settings=settings)
+
+
+def spec_account(aws: Aws, profile: str, settings: AwsSettings) -> Account:
+    """The account a spec names: its web identity when the spec gives one, else the named profile."""
+    return open_account(profile, settings, aws.web_identity_for(profile), sts_region=aws.source_region)

@@ -15,12 +15,11 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 
 from factory import paths
-from factory.errors import UsageError
+from factory.errors import ToolError, UsageError
 from factory.pipeline import BUILD_STAGES, Options, Outcome, run_build
 from factory.spec import Spec, find_specs, load_spec
 
 # Host programs every build needs; the testbed needs its own builders too.
-HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "xorriso", "ssh", "ssh-keygen", "guestfish")
 
 
 def register(sub: Any) -> None:
@@ -174,11 +173,23 @@ def outcome_json(o: Outcome) -> dict[str, Any]:
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    from factory import hostdeps
+def preflight(specs: list[Spec], *, install: bool) -> None:
+    """Before anything boots: every capability these specs need is installed (when asked) and proven,
+    so a missing piece fails in seconds with its fix, not after install and verify."""
+    from factory import capabilities, hostdeps
 
+    needed = list(dict.fromkeys(n for s in specs for n in capabilities.needed_by(s)))
+    hostdeps.ensure(capabilities.tools_of(needed), install=install)
+    failed = [c for c in capabilities.check(needed, reuse=True) if not c.ok]
+    if failed:
+        raise ToolError(
+            "this host cannot build: " + "; ".join(f"{c.what}: {c.detail} (fix: {c.fix})" for c in failed)
+        )
+
+
+def run(args: argparse.Namespace) -> int:
     specs = select_specs(args)
-    hostdeps.ensure(HOST_TOOLS, install=args.install_host_deps)
+    preflight(specs, install=args.install_host_deps)
     options = Options(
         promote=args.promote,
         verify=not args.no_verify,

@@ -1,6 +1,8 @@
 """`factory doctor`: is this host ready to build? QEMU, accelerator, host tools (with packages), cache.
 
-Exit status: 0 when every required tool is present, 3 otherwise (optional ones only warn).
+Exit status: 0 when every capability a testbed build needs was proven (each probe does a small real job:
+boots a kernel, makes an ISO, reads an image offline...), 3 otherwise; the others (EL's xfs re-check,
+UEFI) are reported and only warn.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def report_json(report: doctor.Report) -> dict[str, Any]:
     doc: dict[str, Any] = to_jsonable(report)
     doc["ok"] = report.ok
     doc["missing_required"] = [t.name for t in report.missing_required]
+    doc["failed"] = [c.name for c in report.failed]
     for entry, status in zip(doc["tools"], report.tools, strict=True):
         entry["required"] = status.required
     return doc
@@ -70,6 +73,14 @@ def print_report(report: doctor.Report, out: Console) -> None:
                 f"{t.rpm} (Fedora/RHEL)",
                 markup=True,
             )
+    out.print("Capabilities (each proven by a probe):")
+    for cap in report.capabilities:
+        if cap.ok:
+            out.print(f"  [green]ok[/]       {cap.what}: {cap.detail} ({cap.seconds:.1f} s)", markup=True)
+        else:
+            mark = "[red]FAILED[/] " if cap.needed_for in doctor.READY_FOR else "[yellow]failed[/] "
+            out.print(f"  {mark}  {cap.what} ({cap.needed_for}): ", markup=True, end="")
+            out.print(f"{cap.detail}; fix: {cap.fix}", markup=False)
     c = report.cache
     out.print(f"Cache: {c.path} ({_size(c.size)} used)")
     for iso in c.isos:
@@ -82,11 +93,13 @@ def print_report(report: doctor.Report, out: Console) -> None:
     if missing:
         deb, rpm = (" ".join(install_command(missing, f)) for f in ("debian", "fedora"))
         out.print(f"Install them with: {deb}  (Debian/Ubuntu)  or  {rpm}  (Fedora/RHEL)", markup=False)
-    out.print(
-        "ready"
-        if report.ok
-        else "[red]not ready:[/] missing " + ", ".join(t.name for t in report.missing_required)
-    )
+    if report.ok:
+        out.print("ready")
+        return
+    problems = [t.name for t in report.missing_required] + [
+        c.name for c in report.failed if c.name not in {t.name for t in report.missing_required}
+    ]
+    out.print("[red]not ready:[/] " + ", ".join(problems), markup=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -82,16 +82,21 @@ def run(args: argparse.Namespace) -> int:
             if exc.details:
                 print(exc.details, file=sys.stderr)
     findings = [f for r in reports for f in r.findings]
+    # Notes (severity "note": what could not be checked) are shown but never change the exit status.
+    notes = [n for r in reports for n in r.notes]
     if args.format == "json":
-        print(json.dumps([finding_json(f) for f in findings], indent=2))
+        print(json.dumps([finding_json(f) for f in [*findings, *notes]], indent=2))
     else:
         for f in findings:
             print(f"{f.where()}: [{f.rule}] {f.message}")
+        for n in notes:
+            print(f"{n.where()}: note: [{n.rule}] {n.message}")
         bad = sum(1 for r in reports if r.findings)
         summary = f"{len(findings)} problem(s) in {bad} of {len(reports)} kickstart(s)"
         if errors:
             summary += f"; {errors} input error(s)"
-        print(summary if findings or errors else f"{len(reports)} kickstart(s) clean")
+        summary = summary if findings or errors else f"{len(reports)} kickstart(s) clean"
+        print(summary + (f"; {len(notes)} note(s)" if notes else ""))
     if errors:
         return EXIT_USAGE
     return EXIT_FINDINGS if findings else EXIT_OK

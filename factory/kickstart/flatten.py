@@ -6,8 +6,10 @@ cannot follow relative includes at all. So the install stage serves `Flattened.t
 it with followIncludes=False and maps every line number back through `Flattened.origin`.
 
 Relative `%include` paths resolve against the including file's folder (pykickstart first tries the current
-directory, which makes the answer depend on where you stand). A missing include is an error, even an absolute
-path that a `%pre` script would create at install time: the factory serves one self-contained kickstart.
+directory, which makes the answer depend on where you stand). A missing include is an error, unless it is an
+absolute path that a `%pre` of the same kickstart writes (factory.kickstart.prewrites): anaconda runs every
+%pre before it reads includes, so that line stays in the served text (pykickstart, with followIncludes=False,
+skips it) and becomes a note saying it was not checked.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from factory.errors import InputError
+from factory.kickstart.prewrites import written_paths
 from factory.spec import Spec, read_text_file
 
 # The kernel switch of Oracle Linux kickstarts (see kickstarts/common/kernel-rhck.ks): with `keep_uek: true`
@@ -47,6 +50,16 @@ def display_path(path: Path) -> str:
 
 
 @dataclass(frozen=True)
+class Note:
+    """Something the validator could not check, said where it is (not a finding: the exit code stays)."""
+
+    file: Path
+    line: int
+    message: str
+    target: str = ""  # the %include path it is about
+
+
+@dataclass(frozen=True)
 class Flattened:
     """A kickstart with every %include inlined, and where each of its lines came from."""
 
@@ -56,6 +69,8 @@ class Flattened:
     lines: tuple[tuple[Path, int], ...]
     # Every file read, root first, each once: the inputs of the validate/install stages.
     files: tuple[Path, ...]
+    # %include lines of files a %pre writes at install time, kept in `text` unchecked.
+    notes: tuple[Note, ...] = ()
 
     def origin(self, line_no: int) -> tuple[Path, int]:
         """(file, line) of 1-based flattened line `line_no`.
@@ -99,6 +114,8 @@ def flatten(path: Path, swaps: Mapping[str, str] | None = None) -> Flattened:
     # The chain of (file, line of its %include) currently open, for loop detection and messages.
     stack: list[tuple[Path, int]] = []
     swapped: set[str] = set()
+    # Absolute includes not found: (file, line, target, index of the kept line in `out`).
+    deferred: list[tuple[Path, int, str, int]] = []
 
     def visit(file: Path, text: str) -> None:
         if file not in files:
@@ -119,6 +136,12 @@ def flatten(path: Path, swaps: Mapping[str, str] | None = None) -> Flattened:
             if any(child == f for f, _ in chain):
                 names = " -> ".join(display_path(f) for f, _ in chain) + f" -> {display_path(child)}"
                 raise IncludeLoopError(f"{where}: %include loop: {names}")
+            if not child.exists() and os.path.isabs(target):
+                # Perhaps a %pre writes it: decided once every %pre has been seen (see _pre_written).
+                deferred.append((file, number, target, len(out)))
+                out.append(line)
+                origins.append((file, number))
+                continue
             if not child.exists():
                 raise MissingIncludeError(
                     f"{where}: %include {target}: file not found (looked for {display_path(child)})"
@@ -137,6 +160,7 @@ def flatten(path: Path, swaps: Mapping[str, str] | None = None) -> Flattened:
         # Keep the path as the user typed it (read_text_file got the absolute one).
         raise KickstartInputError(exc.message.replace(str(root), display_path(root), 1)) from None
     visit(root, text)
+    notes = _pre_notes(deferred, out, origins)
     unused = sorted(k for k, v in wanted.items() if v not in swapped)
     if unused:
         raise KickstartInputError(
@@ -147,7 +171,72 @@ def flatten(path: Path, swaps: Mapping[str, str] | None = None) -> Flattened:
         text="".join(f"{line}\n" for line in out),
         lines=tuple(origins),
         files=tuple(files),
+        notes=tuple(notes),
     )
+
+
+def _pre_notes(
+    deferred: list[tuple[Path, int, str, int]], lines: list[str], origins: list[tuple[Path, int]]
+) -> list[Note]:
+    """A note per deferred absolute include some %pre writes; MissingIncludeError at the first none writes."""
+    writers = _pre_written(lines)
+    notes: list[Note] = []
+    for file, number, target, _ in deferred:
+        writer = writers.get(os.path.normpath(target))
+        if writer is None:
+            raise MissingIncludeError(
+                f"{display_path(file)}:{number}: %include {target}: file not found (looked for {target}; "
+                "no %pre of this kickstart writes it)"
+            )
+        pre_file, pre_line = origins[writer]
+        at = f"line {pre_line}" if pre_file == file else f"{display_path(pre_file)}:{pre_line}"
+        notes.append(
+            Note(
+                file,
+                number,
+                f"%include {target}: written at install time by %pre at {at}: not checked",
+                target,
+            )
+        )
+    return notes
+
+
+# Section headers end a %pre body (as pykickstart's sections do); %end is the usual way.
+_SECTIONS = ("%pre", "%pre-install", "%post", "%packages", "%traceback", "%onerror", "%anaconda", "%addon")
+
+
+def _pre_written(lines: list[str]) -> dict[str, int]:
+    """Each path a %pre among `lines` writes -> the index of that %pre's header line (the first one wins)."""
+    found: dict[str, int] = {}
+    header: int | None = None
+    interpreter: str | None = None
+    body: list[str] = []
+
+    def close() -> None:
+        if header is not None:
+            for path in written_paths("\n".join(body), interpreter):
+                found.setdefault(path, header)
+
+    for index, line in enumerate(lines):
+        try:
+            words = shlex.split(line, comments=True) if line.lstrip().startswith("%") else []
+        except ValueError:
+            words = []
+        if words and (words[0] == "%end" or words[0] in _SECTIONS):
+            close()
+            header, interpreter, body = None, None, []
+            if words[0] == "%pre":
+                header = index
+                for i, word in enumerate(words):
+                    if word.startswith("--interpreter="):
+                        interpreter = word.split("=", 1)[1]
+                    elif word == "--interpreter" and i + 1 < len(words):
+                        interpreter = words[i + 1]
+            continue
+        if header is not None:
+            body.append(line)
+    close()
+    return found
 
 
 def flatten_for_spec(spec: Spec) -> Flattened:

@@ -27,6 +27,7 @@ from factory.kickstart.rules import RULE_NAMES, RULES, Context
 from factory.spec import Spec
 
 SYNTAX = "syntax"  # pykickstart errors and parse warnings: never switched off
+PRE_INCLUDE = "pre-include"  # notes: an %include of a file a %pre writes at install time (not checked)
 DEPRECATED = "deprecated"  # pykickstart deprecation warnings
 
 # pykickstart puts the (flattened) line into some messages; the finding carries the real one instead.
@@ -55,6 +56,8 @@ class Report:
     # Every file read (the kickstart and its includes), and the rules the spec switched off.
     files: tuple[Path, ...] = ()
     disabled: tuple[str, ...] = field(default=())
+    # What could not be checked (severity "note"): shown, never a reason to fail.
+    notes: tuple[Finding, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -161,17 +164,25 @@ def _run(flat: Flattened, version: str, disabled: Collection[str], spec: Spec | 
     for line, name, message in hits:
         if name not in disabled:
             add(line, name, message)
+    unchecked = ", ".join(n.target for n in flat.notes)
     for rule in RULES:
         if rule.name in disabled or (rule.needs_spec and spec is None):
             continue
         for line, message in rule.check(ctx):
-            add(line, rule.name, message)
+            # "Something is missing" may be what the unchecked file holds: say how to record that.
+            hint = (
+                f" (if {unchecked}, written by %pre, provides it: disable {rule.name} with that reason)"
+                if line == 0 and unchecked
+                else ""
+            )
+            add(line, rule.name, message + hint)
     return Report(
         kickstart=flat.root,
         version=version,
         findings=tuple(sorted(set(found))),
         files=flat.files,
         disabled=tuple(sorted(disabled)),
+        notes=tuple(Finding(n.file, n.line, PRE_INCLUDE, n.message, severity="note") for n in flat.notes),
     )
 
 

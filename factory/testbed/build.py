@@ -25,7 +25,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from factory import paths, tools
+from factory import paths, supermin, tools
 from factory.errors import ToolError
 from factory.testbed import cpio, kmod, tarorder
 
@@ -38,7 +38,6 @@ FORMAT = 3
 SUITE = "bookworm"
 DATA = Path(__file__).parent
 
-KERNEL_META = "linux-image-cloud-amd64"
 # Unpacked with dpkg -x into the installer's initramfs and the ISO's boot files.
 MEDIA_PACKAGES = (
     "busybox-static",
@@ -177,18 +176,6 @@ def _apt_versions(packages: list[str]) -> dict[str, str]:
     return versions
 
 
-def _kernel_package() -> str:
-    """The versioned kernel package the linux-image-cloud-amd64 metapackage points at."""
-    out = tools.run(["apt-cache", "show", "--no-all-versions", KERNEL_META], timeout=120).stdout.decode()
-    for line in out.splitlines():
-        if line.startswith("Depends: "):
-            for dep in line.split(": ", 1)[1].split(","):
-                name = dep.strip().split(" ", 1)[0]
-                if name.startswith("linux-image-"):
-                    return name
-    raise ToolError(f"cannot find the kernel package {KERNEL_META} depends on")
-
-
 def content_hash(scripts: dict[str, bytes], versions: dict[str, str], *, part: str = "iso") -> str:
     """Hash of everything the ISO (or its `part`) is made from (pure: unit-tested)."""
     doc = {
@@ -220,7 +207,7 @@ def _sha256(path: Path) -> str:
 
 def build_testbed(cache: Path | None = None, *, force: bool = False) -> Testbed:
     """Build (or reuse from the cache) the testbed ISO and return where it is."""
-    kernel_pkg = _kernel_package()
+    kernel_pkg = supermin.kernel_package()
     versions = _apt_versions([kernel_pkg, *MEDIA_PACKAGES, *BASE_PACKAGES, *EXTRA_PACKAGES])
     versions[GRUB_MKIMAGE] = _grub_mkimage_version()
     digest = content_hash(_read_scripts(), versions)

@@ -91,6 +91,65 @@ ks_error() {
 	} >/dev/console
 	stop_here
 }
+# fail_as CLASS: the console text of a real EL 7.2 failure (anaconda 21.48, dracut 033, kernel 3.10 wording),
+# for the monitor's classes that the paths above do not produce (testbed.fail=CLASS; docs/testbed.md).
+kmsg() { echo "<1>$*" >/dev/kmsg; }
+hub_screen() {
+	bar='================================================================================'
+	printf '%s\n' "$bar" "$bar" Installation ""
+	printf '%s\n' \
+		" 1) [x] Language settings                 2) [x] Timezone settings" \
+		"        (English (United States))                (America/New_York timezone)" \
+		" 3) [x] Installation source               4) [!] Software selection" \
+		"        (Local media)                            (Error checking software select" \
+		"                                                 ion)" \
+		" 5) [x] Installation Destination          6) [x] Kdump" \
+		"        (Automatic partitioning selecte          (Kdump is enabled)" \
+		"        d)" \
+		" 7) [x] Network configuration             8) [x] Root password" \
+		"        (Wired (eth0) connected)                 (Password is set.)" \
+		" 9) [ ] User creation" \
+		"        (No user will be created)" \
+		"  Please make your choice from above ['q' to quit | 'b' to begin installation |"
+	printf "  'r' to refresh]: "
+}
+fail_as() {
+	logline INFO "testbed.fail=$1: replaying a real failure's console text"
+	case "$1" in
+	cmdline)
+		printf '\n%s\n%s\n\n%s\n\n%s\n' \
+			"The installation was stopped due to incomplete spokes detected while running in non-interactive cmdline mode. Since there cannot be any questions in cmdline mode, edit your kickstart file and retry installation." \
+			"The exact error message is: " "CmdlineError: Missing package: nosuchpkg." \
+			"The installer will now terminate." >/dev/console
+		logline ERR "CmdlineError: Missing package: nosuchpkg" ;;
+	hub)
+		# Redrawn every few seconds, so output keeps flowing and no idle timer can end it.
+		while :; do hub_screen >/dev/console; sleep 3; done ;;
+	retry)
+		n=1
+		while :; do
+			echo "Installing error populating transaction, retrying ($n/10)" >/dev/console
+			n=$((n % 10 + 1)); sleep 2
+		done ;;
+	frames)
+		printf '%s\n' \
+			'  File "/usr/lib64/python2.7/site-packages/pyanaconda/threads.py", line 227, in run' \
+			'    threading.Thread.run(self, *args, **kwargs)' \
+			'  File "/usr/lib64/python2.7/site-packages/pyanaconda/bootloader.py", line 1554, in install' \
+			'    raise BootLoaderError("boot loader install failed")' \
+			'BootLoaderError: boot loader install failed' >/dev/console ;;
+	dracut)
+		kmsg "dracut: FATAL: Failed to find a root filesystem in /tmp/curl_fetch_url1/install.img."
+		kmsg "dracut: Refusing to continue"
+		sync; halt -f ;;
+	oops)
+		kmsg "general protection fault: 0000 [#1] SMP "
+		kmsg "CPU: 0 PID: $$ Comm: anaconda Not tainted 3.10.0-327.el7.x86_64 #1"
+		kmsg "RIP: 0010:[<ffffffff811c8f35>]  [<ffffffff811c8f35>] kmem_cache_alloc+0x75/0x1e0" ;;
+	*) crash "unknown testbed.fail=$1" ;;
+	esac
+	stop_here
+}
 # run CMD...: run a step; a failure is a crash with the command's output in the log.
 run() {
 	out=$("$@" 2>&1)
@@ -182,12 +241,25 @@ fetch_kickstart() {
 	say "Fetching kickstart from $url"
 	start=$(cut -d. -f1 /proc/uptime)
 	warned=0
+	first=yes
 	while :; do
 		if http_get "$url" "$KS" 2>>"$LOGFILE"; then
 			logline INFO "kickstart fetched from $url ($(wc -l <"$KS") lines)"
 			return 0
 		fi
 		now=$(cut -d. -f1 /proc/uptime)
+		if [ "$first" = yes ]; then
+			# dracut's fetch-kickstart-net.sh: curl's error, then its warning, once (then anaconda would start
+			# without a kickstart; the testbed keeps trying).
+			first=no
+			status=$(head -n 1 /tmp/http.response 2>/dev/null | tr -d '\r' | cut -d' ' -f2-)
+			if [ -n "$status" ]; then
+				echo "dracut-initqueue[$$]: curl: (22) The requested URL returned error: $status" >/dev/console
+			else
+				echo "dracut-initqueue[$$]: curl: (7) Failed connect to $(echo "${url#http://}" | cut -d/ -f1); Connection refused" >/dev/console
+			fi
+			echo "dracut-initqueue[$$]: Warning: failed to fetch kickstart from $url" >/dev/console
+		fi
 		if [ $((now - start)) -ge 180 ] && [ $warned -eq 0 ]; then
 			warned=1
 			echo "dracut-initqueue[$$]: Warning: Could not boot." >/dev/console
@@ -633,6 +705,7 @@ install() {
 	*) crash "unsupported inst.ks=$ks (the testbed fetches plain http:// only)" ;;
 	esac
 	[ "$FAIL" = panic ] && { say "testbed.fail=panic: crashing the kernel"; echo c >/proc/sysrq-trigger; exit 1; }
+	case "$FAIL" in cmdline | hub | retry | frames | dracut | oops) fail_as "$FAIL" ;; esac
 	mkdir -p "$SCRIPTS"
 	read_plan
 	make_storage

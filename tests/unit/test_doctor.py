@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from el7iso import make_el7_iso
 
 import factory
-from factory import cli, digest, doctor, media
+from factory import capabilities, cli, digest, doctor, media
 
 
 def run_doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -36,15 +37,34 @@ def path_with(tmp_path: Path, programs: list[str]) -> str:
     return str(bin_dir)
 
 
+# Programs the probes use besides the tools under test (apt fetches the appliance kernel once).
+BASE = ["apt-get", "apt-cache", "dpkg-deb", "depmod", "sh", "env"]
+REQUIRED = [
+    "qemu-system-x86_64", "qemu-img", "xorriso", "ssh", "ssh-keygen", "mkfs.ext4", "debugfs", "depmod",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def kernel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One unpacked appliance kernel for every test (each test has its own empty cache otherwise)."""
+    from factory import supermin
+
+    root = tmp_path_factory.mktemp("kernel-cache")
+    supermin.appliance_kernel(root)
+    return root / "appliance-kernel"
+
+
 @pytest.fixture(autouse=True)
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_cache: Path) -> Path:
     monkeypatch.setenv("FACTORY_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "appliance-kernel").symlink_to(kernel_cache)
     return tmp_path / "cache"
 
 
 def test_ready_host(capsys: pytest.CaptureFixture[str]) -> None:
     code, report = doctor_json(capsys)
-    assert (code, report["ok"], report["missing_required"]) == (0, True, [])
+    assert (code, report["ok"], report["missing_required"], report["failed"]) == (0, True, [], [])
     tools = {t["name"]: t for t in report["tools"]}
     assert tools["qemu-img"]["version"].startswith("qemu-img version ")
     assert tools["xorriso"]["version"].startswith("xorriso ")
@@ -53,35 +73,23 @@ def test_ready_host(capsys: pytest.CaptureFixture[str]) -> None:
     assert report["qemu_path"] == shutil.which("qemu-system-x86_64")
     assert report["accel"]["kvm_device"] == Path("/dev/kvm").exists()
     assert report["accel"]["auto_uses"] in ("kvm", "tcg")
+    caps = {c["name"]: c for c in report["capabilities"]}
+    assert set(caps) == {c.name for c in capabilities.CAPABILITIES}
+    assert "under TCG" in caps["qemu"]["detail"]
+    assert "libguestfs (appliance booted) read a file" in caps["libguestfs"]["detail"]
+    assert "debugfs read a file" in caps["ext4"]["detail"]
 
 
 @pytest.mark.parametrize(
     ("present", "missing_required", "code"),
     [
+        pytest.param(REQUIRED, [], 3, id="only-required-present"),
         pytest.param(
-            ["qemu-system-x86_64", "qemu-img", "xorriso", "ssh", "ssh-keygen", "guestfish"],
-            [],
-            0,
-            id="only-required-present",
+            [t for t in REQUIRED if t != "qemu-system-x86_64"], ["qemu-system-x86_64"], 3, id="no-qemu"
         ),
-        pytest.param(
-            ["qemu-img", "xorriso", "ssh", "ssh-keygen", "guestfish"],
-            ["qemu-system-x86_64"],
-            3,
-            id="no-qemu-system",
-        ),
-        pytest.param(
-            ["qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "guestfish"],
-            ["xorriso"],
-            3,
-            id="no-xorriso",
-        ),
-        pytest.param(
-            [],
-            ["qemu-system-x86_64", "qemu-img", "xorriso", "ssh", "ssh-keygen", "guestfish"],
-            3,
-            id="nothing",
-        ),
+        pytest.param([t for t in REQUIRED if t != "xorriso"], ["xorriso"], 3, id="no-xorriso"),
+        pytest.param([t for t in REQUIRED if t != "debugfs"], ["debugfs"], 3, id="no-debugfs"),
+        pytest.param([], [t for t in REQUIRED if t not in BASE], 3, id="nothing"),
     ],
 )
 def test_missing_tools(  # noqa: PLR0917 (pytest passes fixtures and parameters positionally)
@@ -92,11 +100,15 @@ def test_missing_tools(  # noqa: PLR0917 (pytest passes fixtures and parameters 
     missing_required: list[str],
     code: int,
 ) -> None:
-    monkeypatch.setenv("PATH", path_with(tmp_path, present))
+    monkeypatch.setenv("PATH", path_with(tmp_path, list(dict.fromkeys([*BASE, *present]))))
     got, report = doctor_json(capsys)
     assert (got, report["missing_required"]) == (code, missing_required)
     tools = {t["name"]: t for t in report["tools"]}
-    assert tools["mmdebstrap"]["version"] == "missing"  # optional: reported, never fatal
+    caps = {c["name"]: c for c in report["capabilities"]}
+    # The testbed's tools are absent in every case: not ready, whatever else is there.
+    assert tools["mmdebstrap"]["version"] == "missing"
+    assert not caps["mmdebstrap"]["ok"]
+    assert "apt-get install -y mmdebstrap" in caps["mmdebstrap"]["fix"]
     for name in missing_required:
         assert tools[name]["path"] is None
         assert tools[name]["version"] == "missing"
@@ -105,20 +117,96 @@ def test_missing_tools(  # noqa: PLR0917 (pytest passes fixtures and parameters 
             "qemu-system-x86",
             "qemu-system-x86-core",
         )
+        assert not caps["qemu"]["ok"]
+    if "debugfs" in missing_required:
+        assert not caps["ext4"]["ok"]
+        assert "e2fsprogs" in caps["ext4"]["fix"]
 
 
 def test_human_output_names_install_commands(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv(
-        "PATH", path_with(tmp_path, ["qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "guestfish"])
+        "PATH", path_with(tmp_path, list(dict.fromkeys([*BASE, *(t for t in REQUIRED if t != "xorriso")])))
     )
     code, out = run_doctor(capsys)
     assert code == 3
     assert "MISSING  xorriso" in out
-    assert "apt-get install -y xorriso mtools mmdebstrap cpio e2fsprogs" in out
-    assert "dnf install -y xorriso mtools mmdebstrap cpio e2fsprogs" in out
-    assert out.rstrip().endswith("not ready: missing xorriso")
+    assert "FAILED   xorriso makes a bootable ISO (required)" in out
+    assert "apt-get install -y xorriso" in out
+    assert "dnf install -y xorriso" in out
+    assert out.rstrip().splitlines()[-1].startswith("not ready: xorriso")
+
+
+def _fake(bin_dir: Path, name: str, script: str) -> None:
+    (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
+    (bin_dir / name).chmod(0o755)
+
+
+def test_no_kernel_to_fetch(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cache: Path
+) -> None:
+    """A host that cannot fetch a kernel (apt has none) and has none in /boot: QEMU's and libguestfs's
+    probes fail with the reason, and the host is not ready, although every program is installed."""
+    fakes = tmp_path / "bin"
+    fakes.mkdir()
+    _fake(fakes, "apt-cache", "echo 'E: No packages found' >&2; exit 100")
+    (cache / "appliance-kernel").unlink()
+    monkeypatch.setenv("PATH", f"{fakes}:{os.environ['PATH']}")
+    code, report = doctor_json(capsys)
+    caps = {c["name"]: c for c in report["capabilities"]}
+    assert code == 3
+    assert report["missing_required"] == []
+    # mmdebstrap asks apt too: a host whose apt has no packages cannot bootstrap the testbed either.
+    assert set(report["failed"]) == {"qemu", "mmdebstrap"}
+    assert "No packages found" in caps["qemu"]["detail"]
+    assert not caps["libguestfs"]["ok"]
+    assert "No packages found" in caps["libguestfs"]["detail"]
+
+
+def test_a_tool_that_runs_but_does_not_work(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Present is not proven: an xorriso that exits 0 without writing an ISO fails its probe."""
+    fakes = tmp_path / "bin"
+    fakes.mkdir()
+    _fake(fakes, "xorriso", "exit 0")
+    monkeypatch.setenv("PATH", f"{fakes}:{os.environ['PATH']}")
+    code, report = doctor_json(capsys)
+    caps = {c["name"]: c for c in report["capabilities"]}
+    assert (code, report["failed"]) == (3, ["iso"])
+    assert caps["iso"]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("files", "readable", "expected"),
+    [
+        pytest.param(
+            {"boot/vmlinuz-6.1.0-1-amd64": True, "modules/6.1.0-1-amd64/": True}, True, True, id="kernel"
+        ),
+        pytest.param({}, True, False, id="empty-boot"),
+        pytest.param({"boot/vmlinuz-6.1.0-1-amd64": True}, True, False, id="no-modules"),
+        pytest.param(
+            {"boot/vmlinuz-6.1.0-1-amd64": True, "modules/6.1.0-1-amd64/": True}, False, False, id="root-only"
+        ),
+    ],
+)
+def test_host_kernel_readable(tmp_path: Path, files: dict[str, bool], readable: bool, expected: bool) -> None:
+    from factory import supermin
+
+    (tmp_path / "boot").mkdir()
+    (tmp_path / "modules").mkdir()
+    for rel in files:
+        target = tmp_path / rel
+        if rel.endswith("/"):
+            target.mkdir(parents=True)
+        else:
+            target.write_bytes(b"kernel")
+            # Ubuntu's /boot/vmlinuz-* is 0600 root: unreadable for the build user.
+            target.chmod(0o644 if readable else 0o000)
+    if not readable and os.geteuid() == 0:
+        pytest.skip("root reads any file: the root-only case needs a non-root user")
+    assert supermin.host_kernel_readable(tmp_path / "boot", tmp_path / "modules") is expected
 
 
 def test_probe_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:

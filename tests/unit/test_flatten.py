@@ -13,6 +13,7 @@ from factory.kickstart.flatten import (
     MissingIncludeError,
     flatten,
 )
+from factory.kickstart.prewrites import written_paths
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> None:
@@ -158,3 +159,99 @@ def test_a_swap_without_its_include_line_is_an_error(tmp_path: Path) -> None:
     write(tmp_path, {"m.ks": "text\n"})
     with pytest.raises(KickstartInputError, match=r"has no `%include k/a\.ks` line to swap for k/b\.ks"):
         flatten(tmp_path / "m.ks", {"k/a.ks": "k/b.ks"})
+
+
+# ------------------------------------------------------------------ %include of a file a %pre writes
+# (a %pre body, its interpreter, the paths it writes as the gate reads it)
+PRE_WRITES = [
+    pytest.param('echo "part / --size=1024" > /tmp/part-include', None, {"/tmp/part-include"}, id="redirect"),
+    pytest.param("echo 'network --bootproto=dhcp' >>/tmp/net", None, {"/tmp/net"}, id="append-no-space"),
+    pytest.param("cat > /tmp/part-include <<EOF\npart / --size=1 > x\nEOF", None, {"/tmp/part-include"},
+                 id="cat-heredoc"),
+    pytest.param("cat <<'END' >/tmp/p\necho data > /tmp/not-this\nEND", None, {"/tmp/p"},
+                 id="heredoc-body-is-data"),
+    pytest.param("cat <<-EOF | tee /tmp/t\n\tpart /\n\tEOF", None, {"/tmp/t"}, id="heredoc-dash-into-tee"),
+    pytest.param("echo x | tee -a /tmp/a /tmp/b >/dev/null", None, {"/tmp/a", "/tmp/b", "/dev/null"},
+                 id="tee-several"),
+    # Without a trailing slash the destination may be a file or a folder: both readings count.
+    pytest.param("cp /mnt/ks/disk.ks /tmp/disk.ks", None, {"/tmp/disk.ks", "/tmp/disk.ks/disk.ks"},
+                 id="cp-file"),
+    pytest.param("cp -f /mnt/ks/part-include /tmp/", None, {"/tmp/part-include"}, id="cp-into-folder"),
+    pytest.param("cp /mnt/ks/part-include /tmp 2>/dev/null", None,
+                 {"/tmp", "/tmp/part-include", "/dev/null"}, id="cp-folder-no-slash-and-fd-redirect"),
+    pytest.param("printf 'part /boot --size=%s\\n' 500 > /tmp/boot", None, {"/tmp/boot"}, id="printf"),
+    pytest.param("F=/tmp/part-include\necho part / > $F", None, {"/tmp/part-include"}, id="variable"),
+    pytest.param("D=/tmp\necho x > \"${D}/net.ks\"", None, {"/tmp/net.ks"}, id="braced-variable-quoted"),
+    pytest.param("echo x > $UNKNOWN/file", None, set(), id="unknown-variable-is-not-claimed"),
+    pytest.param("echo x > $(mktemp)", None, set(), id="command-substitution-is-not-claimed"),
+    pytest.param("echo 'a > /tmp/quoted'", None, set(), id="redirect-inside-quotes-is-text"),
+    pytest.param("# echo x > /tmp/commented", None, set(), id="comment"),
+    pytest.param("echo x \\\n  > /tmp/continued", None, {"/tmp/continued"}, id="line-continuation"),
+    pytest.param("wget -q -O /tmp/w http://ks/w; curl -s -o /tmp/c http://ks/c", None, {"/tmp/w", "/tmp/c"},
+                 id="wget-curl"),
+    pytest.param("dd if=/dev/zero of=/tmp/dd bs=1 count=0", None, {"/tmp/dd"}, id="dd"),
+    pytest.param("touch /tmp/empty-include", None, {"/tmp/empty-include"}, id="touch"),
+    pytest.param("ls 2>&1 >/tmp/../tmp/out", None, {"/tmp/out"}, id="fd-dup-and-normalised-path"),
+    pytest.param("echo x > relative.ks", None, set(), id="relative-path-not-claimed"),
+    pytest.param("echo 'unbalanced > /tmp/x", None, set(), id="unbalanced-quote"),
+    pytest.param('with open("/tmp/part-include", "w") as f:\n    f.write("part /")', "/usr/bin/python",
+                 {"/tmp/part-include"}, id="python-open-write"),
+    pytest.param('open("/tmp/read-only").read()', "/usr/bin/python3", set(), id="python-open-read"),
+    pytest.param("print 'x' > '/tmp/p'", "/usr/bin/perl", set(), id="other-interpreter"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("script", "interpreter", "expected"), PRE_WRITES)
+def test_what_a_pre_script_writes(script: str, interpreter: str | None, expected: set[str]) -> None:
+    assert written_paths(script, interpreter) == expected
+
+
+PRE_PART = '%pre\necho "part / --fstype=xfs --size=4096" > /tmp/part-include\n%end\n'
+
+
+def test_include_written_by_pre_is_kept_as_a_note(tmp_path: Path) -> None:
+    write(tmp_path, {"m.ks": f"text\n{PRE_PART}%include /tmp/part-include\npoweroff\n"})
+    flat = flatten(tmp_path / "m.ks")
+    # The line stays for anaconda, which runs %pre before reading includes.
+    assert flat.text.splitlines()[4] == "%include /tmp/part-include"
+    assert [(n.file.name, n.line, n.message) for n in flat.notes] == [
+        ("m.ks", 5, "%include /tmp/part-include: written at install time by %pre at line 2: not checked")
+    ]
+
+
+def test_pre_in_another_file_is_named_with_its_file(tmp_path: Path) -> None:
+    write(tmp_path, {"m.ks": "%include pre.ks\n%include /tmp/part-include\n", "pre.ks": PRE_PART})
+    (note,) = flatten(tmp_path / "m.ks").notes
+    assert note.message.endswith(f"by %pre at {tmp_path / 'pre.ks'}:1: not checked")
+
+
+def test_pre_after_the_include_counts(tmp_path: Path) -> None:
+    # anaconda runs every %pre before it reads any include, wherever the %pre stands.
+    write(tmp_path, {"m.ks": f"%include /tmp/part-include\n{PRE_PART}"})
+    (note,) = flatten(tmp_path / "m.ks").notes
+    assert "by %pre at line 2" in note.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("%include /tmp/part-include\n", id="no-pre"),
+        pytest.param(
+            "%pre\necho x > /tmp/other\n%end\n%include /tmp/part-include\n", id="pre-writes-another"
+        ),
+        pytest.param(
+            "%post\necho x > /tmp/part-include\n%end\n%include /tmp/part-include\n", id="post-not-pre"
+        ),
+        pytest.param(
+            "%pre\ncat <<EOF >/tmp/x\necho > /tmp/part-include\nEOF\n%end\n%include /tmp/part-include\n",
+            id="only-in-heredoc-data",
+        ),
+        pytest.param("%pre\necho x > /tmp/part-include\n%end\n%include part-include\n", id="relative-target"),
+    ],
+)
+def test_missing_include_no_pre_writes_stays_an_error(tmp_path: Path, text: str) -> None:
+    write(tmp_path, {"m.ks": text})
+    with pytest.raises(MissingIncludeError) as err:
+        flatten(tmp_path / "m.ks")
+    assert "file not found" in err.value.message
+    assert err.value.exit_code == EXIT_USAGE

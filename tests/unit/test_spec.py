@@ -14,6 +14,8 @@ from factory.spec import Spec, load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 DELETE = object()
+_ROLE = "arn:aws:iam::333333333333:role/image-factory-promote"
+_WID = {"role_arn": _ROLE, "token_file": "/run/token"}
 
 
 def base() -> dict[str, Any]:
@@ -169,6 +171,25 @@ BAD_FIELDS: list[tuple[str, Any, str]] = [
     ("vm.colour", "blue", "vm.colour: unknown field"),
     ("aws.targets.0.colour", "blue", "aws.targets.0.colour: unknown field"),
     ("source", "/etc/passwd", "source: unknown field"),
+    *(
+        row
+        for where in ("aws.source_web_identity", "aws.targets.0.web_identity")
+        for row in (
+            (where, "x", f"{where}: Input should be a valid dictionary"),
+            (where, {"role_arn": _ROLE}, f"{where}: give exactly one of token_file or token_from"),
+            *(
+                (where, {**_WID, field: bad}, f"{where}.{field}: {problem}")
+                for field, bad, problem in (
+                    ("role_arn", "arn:aws:iam::1:user/x", "String should match pattern"),
+                    ("token_file", 5, "Input is not a valid path"),
+                    ("token_from", "gitlab", "Input should be 'github-actions'"),
+                    ("audience", 5, "Input should be a valid string"),
+                    ("session_name", "a b", "String should match pattern"),
+                    ("duration_seconds", 50000, "Input should be less than or equal to 43200"),
+                )
+            ),
+        )
+    ),
 ]
 
 

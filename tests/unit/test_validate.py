@@ -367,3 +367,87 @@ def test_ssh_service_name_comes_from_the_spec(tmp_path: Path) -> None:
     report = validate_spec(spec)
     assert [(f.file.name, f.line, f.rule) for f in report.findings] == [("base.ks", 20, "sshd-not-enabled")]
     assert "add `services --enabled=ssh`" in report.findings[0].message
+
+
+# ------------------------------------------------------------------ %include written by %pre (issue 14)
+PRE_INCLUDE_KS = """text
+network --bootproto=dhcp --device=eth0 --onboot=yes
+rootpw --lock
+services --enabled=sshd
+bootloader --append="console=ttyS0,115200 console=tty0"
+poweroff
+%pre --log=/tmp/pre.log
+disk=$(ls /dev/vd? | head -n1)
+cat > /tmp/part-include <<EOF
+clearpart --all --initlabel --drives=${disk#/dev/}
+part / --fstype=xfs --size=1 --grow
+EOF
+%end
+%include /tmp/part-include
+%post --erroronfail --log=/root/post.log
+true
+%end
+"""
+NOTE = "%include /tmp/part-include: written at install time by %pre at line 7: not checked"
+
+
+def test_pre_written_include_is_a_note_and_the_kickstart_is_clean(tmp_path: Path, capsys: Any) -> None:
+    ks = tmp_path / "pre.ks"
+    ks.write_text(PRE_INCLUDE_KS)
+    report = validate_file(ks)
+    assert report.findings == ()
+    assert [(n.line, n.rule, n.severity, n.message) for n in report.notes] == [
+        (14, "pre-include", "note", NOTE)
+    ]
+    assert main(["validate", str(ks)]) == 0  # a note does not change the exit status
+    out = capsys.readouterr().out
+    assert f"pre.ks:14: note: [pre-include] {NOTE}" in out
+    assert "1 kickstart(s) clean; 1 note(s)" in out
+
+
+def test_pre_written_include_note_in_json(tmp_path: Path, capsys: Any) -> None:
+    ks = tmp_path / "pre.ks"
+    ks.write_text(PRE_INCLUDE_KS)
+    assert main(["validate", "--format", "json", str(ks)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(d["line"], d["rule"], d["severity"], d["message"]) for d in doc] == [
+        (14, "pre-include", "note", NOTE)
+    ]
+
+
+def test_pre_written_include_every_rule_still_runs(tmp_path: Path, capsys: Any) -> None:
+    # The rest of the kickstart is checked: a clear-text password and a %post without --log are found,
+    # a missing `network` says the unchecked file might hold it, and the exit status is that of findings.
+    ks = tmp_path / "pre.ks"
+    text = PRE_INCLUDE_KS.replace("rootpw --lock", "rootpw hunter2").replace(" --log=/root/post.log", "")
+    ks.write_text(text.replace("network --bootproto=dhcp --device=eth0 --onboot=yes\n", ""))
+    report = validate_file(ks)
+    assert sorted((f.line, f.rule) for f in report.findings) == [
+        (0, "network-onboot"),
+        (2, "cleartext-rootpw"),
+        (14, "post-no-log"),
+    ]
+    (network,) = [f for f in report.findings if f.rule == "network-onboot"]
+    assert network.message.endswith(
+        "(if /tmp/part-include, written by %pre, provides it: disable network-onboot with that reason)"
+    )
+    assert len(report.notes) == 1
+    assert main(["validate", str(ks)]) == 1
+    out = capsys.readouterr().out
+    assert "note: [pre-include]" in out and "3 problem(s) in 1 of 1 kickstart(s); 1 note(s)" in out
+
+
+def test_pre_written_include_pykickstart_still_parses_the_rest(tmp_path: Path) -> None:
+    # A syntax error after the unchecked include is still found, at its real line.
+    ks = tmp_path / "pre.ks"
+    ks.write_text(PRE_INCLUDE_KS.replace("poweroff\n", "poweroff\nnosuchcommand\n"))
+    assert [(f.line, f.rule) for f in validate_file(ks).findings] == [(7, "syntax")]
+
+
+def test_missing_include_no_pre_writes_is_exit_2(tmp_path: Path, capsys: Any) -> None:
+    ks = tmp_path / "pre.ks"
+    ks.write_text(PRE_INCLUDE_KS.replace("%include /tmp/part-include", "%include /tmp/part-inclde"))
+    assert main(["validate", str(ks)]) == 2
+    err = capsys.readouterr().err
+    assert "pre.ks:14: %include /tmp/part-inclde: file not found" in err
+    assert "no %pre of this kickstart writes it" in err

@@ -82,6 +82,8 @@ FAILURES = [
     pytest.param((("testbed.fail=panic",), {}, "kernel-panic"), id="panic"),
     pytest.param((("testbed.fail=post",), {}, "post-failed"), id="failing-post"),
     pytest.param((("testbed.fail=hang",), {"idle": 8}, "idle-timeout"), id="silent-hang"),
+    # The hub redraws every 3 s, under an 8 s idle limit: only the monitor's needs-input can end it.
+    pytest.param((("testbed.fail=hub",), {"idle": 8}, "needs-input"), id="text-hub-waiting"),
 ]
 
 
@@ -108,12 +110,14 @@ def test_injected_failure_is_classified(
 def test_kickstart_never_fetched(
     testbed_spec: Callable[..., Spec], testbed_media: MediaResult, build_dir: BuildDir
 ) -> None:
-    spec = testbed_spec("kernel", kickstart_fetch=20)
+    spec = testbed_spec("kernel", kickstart_fetch=60)
     with pytest.raises(InstallError) as err:
         # The right server, a wrong token: the guest gets 404s and never the kickstart.
         install.install(spec, testbed_media, build_dir, ks_path_for_guest="/wrongtoken/ks.cfg")
     assert err.value.kind == "kickstart-not-fetched"
     assert "/wrongtoken/ks.cfg (404)" in err.value.message
+    # dracut's own warning ends it at once (the 20 s deadline is not what fired), quoting the URL.
+    assert "dracut could not fetch the kickstart: http://10.0.2.2:" in err.value.message
     assert not (build_dir.path / "disk.qcow2").exists()
     assert qemu_children() == []
 

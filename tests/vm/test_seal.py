@@ -55,19 +55,29 @@ def test_seal_removes_build_key_and_host_keys(fresh_build: Installed) -> None:
     assert "/root/anaconda-ks.cfg" in result.removed
     # The private key is gone from the build directory; the image itself never had it.
     assert not (fresh_build.build.path / "build-key").exists()
-    # An independent second look at the sealed image, offline.
-    again = recheck(result.sealed_image, "tcg")
+    # No verify boot was generalised here: seal booted a copy and cleaned it itself.
+    assert result.generalised_in == "seal-boot"
+    # An independent second look at the sealed image, offline (ext4: debugfs, no appliance).
+    again, reader = recheck(result.sealed_image, "tcg")
     assert again.passed, again.problems()
+    assert (reader, result.reader) == ("debugfs", "debugfs")
     assert KEY_COMMENT not in result.sealed_image.name
 
 
 def test_sealed_image_still_boots_to_ssh_and_passes_the_gate(fresh_build: Installed) -> None:
     key = key_of(fresh_build.build)
     with fresh_build.build.stage_run("verify") as holder:
-        holder["result"] = boot.verify(fresh_build.spec, fresh_build.disk, fresh_build.build, key=key)
+        holder["result"] = boot.verify(
+            fresh_build.spec, fresh_build.disk, fresh_build.build, key=key, generalise_boot=True
+        )
+    assert (fresh_build.build.path / "verify" / "generalised.qcow2").is_file()
     with fresh_build.build.stage_run("seal") as holder:
         result = seal(fresh_build.spec, fresh_build.disk, fresh_build.build, key=key)
         holder["result"] = result
+    # The passing verify boot was generalised: sealing took it over instead of booting again.
+    assert result.generalised_in == "verify-boot"
+    assert "/root/.ssh/authorized_keys: build key line" in result.removed
+    assert not (fresh_build.build.path / "verify" / "generalised.qcow2").exists()
     require_verified(BuildDir.open(fresh_build.build.path), result.sealed_sha256)
     # Boot the sealed image on a throw-away overlay: sshd must come up with freshly made host keys.
     port = boot.free_port()

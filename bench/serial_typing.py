@@ -1,7 +1,7 @@
 """Typing the boot line over the serial console: seconds per 60-character line, and wrong characters
 that reached the kernel, over N boots of the remastered testbed ISO's isolinux with every core busy.
 
-    python bench/typing.py [BOOTS]        (default 50)
+    python bench/serial_typing.py [BOOTS]        (default 50)
 
 Each boot: isolinux `boot:` prompt -> type_line() -> the kernel prints its command line -> compare.
 Goals: 0 wrong characters; < 3 s per line.

@@ -1,0 +1,352 @@
+"""What a build needs from the host, each proven by using it: QEMU boots a kernel, xorriso makes a bootable
+ISO, debugfs and libguestfs read a disk image offline, and so on.
+
+    check(names) -> tuple[CapabilityStatus, ...]
+
+Finding a binary is not proof (a fresh machine had `guestfish` on PATH and no kernel for its appliance), so
+every probe does a small real job in a temporary folder and says what it measured. `factory doctor` runs
+them all; `factory build` runs the ones its specs need before it boots anything, reusing a passing verdict
+only while the programs and files it used are unchanged (path, size, mtime).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from factory import paths, tools
+from factory.errors import FactoryError
+from factory.record import atomic_write_text
+from factory.spec import BootMode, Firmware, Spec
+
+ISOLINUX_BIN = "/usr/lib/ISOLINUX/isolinux.bin"
+LDLINUX_C32 = "/usr/lib/syslinux/modules/bios/ldlinux.c32"
+OVMF_FD = "/usr/share/ovmf/OVMF.fd"
+PROBE_TEXT = b"image-factory capability probe\n"
+QEMU_BOOT_TIMEOUT_S = 60.0
+UEFI_START_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Capability:
+    name: str
+    # "required" by every build, "testbed" (building the testbed medium), "serial" (serial-prompt media
+    # remaster), "xfs" (offline reads of non-ext images: EL), "uefi" (vm.firmware: uefi).
+    needed_for: str
+    what: str
+    # Host programs or files it uses: what --install-host-deps installs and what the fix names.
+    tools: tuple[str, ...]
+    probe: Callable[[Path], str]
+
+
+@dataclass(frozen=True)
+class CapabilityStatus:
+    name: str
+    needed_for: str
+    what: str
+    ok: bool
+    detail: str  # what the probe measured, or why it failed
+    seconds: float
+    fix: str  # "" when ok
+    cached: bool = False
+
+
+def _probe_qemu(work: Path) -> str:
+    from factory import accel, supermin
+
+    if shutil.which("apt-get") is not None:
+        kernel = supermin.appliance_kernel().vmlinuz
+    else:
+        found = sorted(p for p in Path("/boot").glob("vmlinuz-*") if os.access(p, os.R_OK))
+        if not found:
+            raise FactoryError("no readable kernel to boot (no apt-get to fetch one, nothing in /boot)")
+        kernel = found[-1]
+    ok, why = accel.probe(accel.ProbeGuest(kernel), timeout=QEMU_BOOT_TIMEOUT_S, accel="tcg")
+    if not ok:
+        raise FactoryError(f"QEMU did not boot a kernel under TCG: {why}")
+    return f"booted {kernel.name} under TCG to its first console line"
+
+
+def _probe_qemu_img(work: Path) -> str:
+    disk = work / "probe.qcow2"
+    tools.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "64M"], timeout=60)
+    tools.run(["qemu-img", "convert", "-O", "raw", disk, work / "probe.raw"], timeout=60)
+    info = json.loads(tools.run(["qemu-img", "info", "--output=json", disk], timeout=60).stdout)
+    if info.get("format") != "qcow2" or info.get("virtual-size") != 64 << 20:
+        raise FactoryError(f"qemu-img made an unexpected image: {info}")
+    return "created, converted and read a qcow2 image"
+
+
+def _probe_iso(work: Path) -> str:
+    import pycdlib
+
+    tree = work / "iso"
+    (tree / "isolinux").mkdir(parents=True)
+    shutil.copy(ISOLINUX_BIN, tree / "isolinux" / "isolinux.bin")
+    (tree / "probe.txt").write_bytes(PROBE_TEXT)
+    iso = work / "probe.iso"
+    tools.run(
+        ["xorriso", "-as", "mkisofs", "-quiet", "-o", iso, "-V", "PROBE", "-J", "-R",
+         "-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat",
+         "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", tree],
+        timeout=120,
+    )  # fmt: skip
+    reader = pycdlib.PyCdlib()
+    reader.open(str(iso))
+    try:
+        if reader.eltorito_boot_catalog is None:
+            raise FactoryError("xorriso wrote an ISO without an El Torito boot catalog")
+    finally:
+        reader.close()
+    return "made a bootable (El Torito, isolinux) ISO and read it back"
+
+
+def _probe_ssh(work: Path) -> str:
+    key = work / "key"
+    tools.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "probe", "-f", key], timeout=60)
+    cfg = work / "ssh_config"
+    cfg.write_text(f"Host probe\n  HostName 127.0.0.1\n  IdentityFile {key}\n")
+    out = tools.run(["ssh", "-G", "-F", cfg, "probe"], timeout=30).stdout.decode()
+    if str(key) not in out:
+        raise FactoryError("ssh did not read its configuration")
+    return "made an ed25519 key; ssh read a config using it"
+
+
+def _ext4_image(work: Path) -> Path:
+    tree = work / "tree"
+    (tree / "etc").mkdir(parents=True, exist_ok=True)
+    (tree / "etc" / "probe").write_bytes(PROBE_TEXT)
+    image = work / "ext4.img"
+    if not image.exists():
+        tools.run(["mkfs.ext4", "-q", "-F", "-d", tree, "-L", "probe", image, "16M"], timeout=60)
+    return image
+
+
+def _check_read(snap_contents: dict[str, bytes | None], reader: str) -> str:
+    got = snap_contents.get("/etc/probe")
+    if got is None or got.strip() != PROBE_TEXT.strip():
+        raise FactoryError(f"{reader} did not read back the file written into the image (got {got!r})")
+    return f"{reader} read a file from an ext4 image offline"
+
+
+def _probe_debugfs(work: Path) -> str:
+    from factory import offline
+
+    snap = offline.snapshot(_ext4_image(work), files=("/etc/probe",))
+    return _check_read(snap.contents, snap.reader)
+
+
+def _probe_guestfish(work: Path) -> str:
+    from factory import offline
+
+    started = time.monotonic()
+    snap = offline.guestfish_snapshot(_ext4_image(work), (), ("/etc/probe",), "tcg", device="/dev/sda")
+    detail = _check_read(snap.contents, "libguestfs (appliance booted)")
+    return f"{detail} in {time.monotonic() - started:.1f} s"
+
+
+def _probe_mtools(work: Path) -> str:
+    fat = work / "fat.img"
+    src = work / "probe.txt"
+    src.write_bytes(PROBE_TEXT)
+    tools.run(["mformat", "-i", fat, "-C", "-f", "1440", "::"], timeout=30)
+    tools.run(["mcopy", "-i", fat, src, "::/PROBE.TXT"], timeout=30)
+    tools.run(["mcopy", "-i", fat, "::/PROBE.TXT", work / "back.txt"], timeout=30)
+    if (work / "back.txt").read_bytes() != PROBE_TEXT:
+        raise FactoryError("mtools did not copy a file into a FAT image and back")
+    return "copied a file into a FAT image and back"
+
+
+def _probe_mmdebstrap(work: Path) -> str:
+    if not Path(LDLINUX_C32).is_file():
+        raise FactoryError(f"{LDLINUX_C32} is missing")
+    tools.run(["mmdebstrap", "--variant=essential", "--simulate", "bookworm", "/dev/null"], timeout=300)
+    return "resolved a bookworm bootstrap through apt (mmdebstrap --simulate)"
+
+
+def _probe_efiboot(work: Path) -> str:
+    # The testbed's EFI boot image: grub-mkimage links BOOTX64.EFI from the modules of the Debian package
+    # it downloads (so only the linker is the host's), mkfs.fat + mtools make the FAT image around it.
+    version = tools.run(["grub-mkimage", "--version"], timeout=30).stdout.decode(errors="replace").strip()
+    if "GRUB" not in version:
+        raise FactoryError(f"grub-mkimage --version printed {version!r}, not GRUB's version")
+    fat = work / "efiboot.img"
+    (work / "grub.cfg").write_bytes(PROBE_TEXT)
+    tools.run(["mkfs.fat", "-C", "-n", "PROBE", fat, "1440"], timeout=30)
+    tools.run(["mmd", "-i", fat, "::EFI", "::EFI/BOOT"], timeout=30)
+    tools.run(["mcopy", "-i", fat, work / "grub.cfg", "::EFI/BOOT/"], timeout=30)
+    back = tools.run(["mcopy", "-i", fat, "::EFI/BOOT/grub.cfg", "-"], timeout=30).stdout
+    if back != PROBE_TEXT:
+        raise FactoryError("mkfs.fat + mtools did not make a FAT image with EFI/BOOT/grub.cfg")
+    return f"made a FAT EFI/BOOT tree; {version}"
+
+
+def _probe_cpio(work: Path) -> str:
+    (work / "probe.txt").write_bytes(PROBE_TEXT)
+    archive = tools.run(["cpio", "--quiet", "-o", "-H", "newc"], input=b"probe.txt\n", cwd=work).stdout
+    listed = tools.run(["cpio", "--quiet", "-t"], input=archive, cwd=work).stdout.decode().split()
+    if listed != ["probe.txt"]:
+        raise FactoryError(f"cpio listed {listed} from the archive it wrote")
+    return "wrote and listed a newc archive"
+
+
+def _probe_uefi(work: Path) -> str:
+    from factory import qemu
+
+    cfg = qemu.VmConfig(
+        serial_socket=work / "console.sock",
+        qmp_socket=work / "qmp.sock",
+        memory_mib=256,
+        firmware="uefi",
+        network=False,
+        name="factory-uefi-probe",
+    )
+    with qemu.running(cfg, work / "console.log") as vm:
+        # OVMF draws its boot screen on the serial console too: any escape sequence means it runs.
+        vm.console.expect([r"\x1b\[|BdsDxe|UEFI"], UEFI_START_TIMEOUT_S, "OVMF's first output")
+    return "OVMF started and drew on the serial console"
+
+
+CAPABILITIES: tuple[Capability, ...] = (
+    Capability(
+        "qemu", "required", "QEMU boots a kernel (TCG)", ("qemu-system-x86_64", "depmod"), _probe_qemu
+    ),
+    Capability(
+        "qemu-img", "required", "qemu-img creates and converts images", ("qemu-img",), _probe_qemu_img
+    ),
+    Capability("iso", "required", "xorriso makes a bootable ISO", ("xorriso", ISOLINUX_BIN), _probe_iso),
+    Capability("ssh", "required", "ssh keys and client", ("ssh", "ssh-keygen"), _probe_ssh),
+    Capability(
+        "ext4", "required", "ext4 images read offline (debugfs)", ("mkfs.ext4", "debugfs"), _probe_debugfs
+    ),
+    Capability(
+        "libguestfs",
+        "xfs",
+        "other images read offline (libguestfs)",
+        ("guestfish", "depmod"),
+        _probe_guestfish,
+    ),
+    Capability("mtools", "serial", "FAT boot images edited (mtools)", ("mcopy", "mformat"), _probe_mtools),
+    Capability(
+        "mmdebstrap",
+        "testbed",
+        "testbed bootstrap (mmdebstrap)",
+        ("mmdebstrap", LDLINUX_C32),
+        _probe_mmdebstrap,
+    ),
+    Capability("cpio", "testbed", "initramfs archives (cpio)", ("cpio",), _probe_cpio),
+    Capability(
+        "efiboot",
+        "testbed",
+        "testbed UEFI boot image (grub-mkimage, mkfs.fat, mtools)",
+        ("grub-mkimage", "mkfs.fat", "mmd", "mcopy"),
+        _probe_efiboot,
+    ),
+    Capability("uefi", "uefi", "UEFI firmware starts (OVMF)", (OVMF_FD,), _probe_uefi),
+)
+BY_NAME = {c.name: c for c in CAPABILITIES}
+
+
+def needed_by(spec: Spec) -> tuple[str, ...]:
+    """The capabilities one spec's build uses."""
+    names = [c.name for c in CAPABILITIES if c.needed_for == "required"]
+    if spec.media.builtin == "testbed":
+        names += [c.name for c in CAPABILITIES if c.needed_for == "testbed"]
+    if spec.boot.mode is BootMode.SERIAL_PROMPT:
+        names.append("mtools")
+    root = next((f for f in spec.expect.filesystems if f.mount == "/"), None)
+    if root is None or not root.fstype.startswith("ext"):
+        names.append("libguestfs")  # seal's offline re-check of xfs/LVM
+    if spec.vm.firmware is Firmware.UEFI:
+        names.append("uefi")
+    return tuple(dict.fromkeys(names))
+
+
+def tools_of(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(t for n in names for t in BY_NAME[n].tools))
+
+
+def _fix(cap: Capability) -> str:
+    from factory import hostdeps
+
+    missing = hostdeps.check(cap.tools)
+    if not missing:
+        return "see the detail; `factory doctor` runs this probe again"
+    return hostdeps.hint(missing)
+
+
+def _fingerprint(cap: Capability) -> str | None:
+    parts = []
+    for tool in cap.tools:
+        found = tool if tool.startswith("/") else shutil.which(tool)
+        if found is None:
+            return None
+        try:
+            st = Path(found).resolve().stat()
+        except OSError:
+            return None
+        parts.append(f"{found}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("|".join([cap.name, *parts]).encode()).hexdigest()
+
+
+def _cache_file() -> Path:
+    return paths.cache_dir() / "capabilities.json"
+
+
+def _load_cache() -> dict[str, str]:
+    try:
+        data = json.loads(_cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def run_probe(cap: Capability) -> CapabilityStatus:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"factory-probe-{cap.name}-") as tmp:
+        try:
+            detail = cap.probe(Path(tmp))
+            ok, fix = True, ""
+        except FactoryError as exc:
+            detail, ok, fix = exc.message, False, _fix(cap)
+        except (OSError, ValueError) as exc:  # e.g. pycdlib on an unreadable ISO
+            detail, ok, fix = f"{type(exc).__name__}: {exc}", False, _fix(cap)
+    return CapabilityStatus(
+        cap.name, cap.needed_for, cap.what, ok, detail, round(time.monotonic() - started, 2), fix
+    )
+
+
+def check(names: Iterable[str], *, reuse: bool = False) -> tuple[CapabilityStatus, ...]:
+    """Probe each named capability; with `reuse`, a verdict that passed before with the same programs
+    and files is taken as it is."""
+    cache = _load_cache() if reuse else {}
+    results = []
+    for name in names:
+        cap = BY_NAME[name]
+        fp = _fingerprint(cap)
+        if reuse and fp is not None and cache.get(name) == fp:
+            results.append(
+                CapabilityStatus(cap.name, cap.needed_for, cap.what, True, "passed before", 0.0, "", True)
+            )
+            continue
+        status = run_probe(cap)
+        results.append(status)
+        if status.ok and fp is not None:
+            cache[name] = fp
+        else:
+            cache.pop(name, None)
+    # Only passing verdicts are remembered: a failure is probed again next time.
+    current = _load_cache()
+    current.update({s.name: cache[s.name] for s in results if s.ok and s.name in cache})
+    for s in results:
+        if not s.ok:
+            current.pop(s.name, None)
+    atomic_write_text(_cache_file(), json.dumps(current, indent=2, sort_keys=True) + "\n")
+    return tuple(results)
