@@ -79,8 +79,9 @@ def plan(iso: Path, work: Path, args: list[str]) -> BootLine:
         for a in args
         if not (a.startswith("inst.stage2=") and any(w.startswith("inst.stage2=") for w in own))
     ]
-    linux = " ".join([*own, *(media.grub_quote(a) for a in added)])
-    return BootLine(isolinux, (linux, " ".join(entry.initrd.split()), "boot"))
+    # As written (a tab is a blank to GRUB, but not a key to type); quoted words keep their blanks.
+    linux = " ".join([entry.linux.replace("\t", " "), *(media.grub_quote(a) for a in added)])
+    return BootLine(isolinux, (linux, entry.initrd.replace("\t", " "), "boot"))
 
 
 def wait_for_screen(console: Console, timeout: float) -> tuple[str, str]:
