@@ -38,6 +38,8 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "mformat": ("mtools", "mtools"),
     "mmd": ("mtools", "mtools"),
     "mkfs.fat": ("dosfstools", "dosfstools"),
+    # The testbed's UEFI boot loader: grub-mkimage links BOOTX64.EFI from grub-efi-amd64-bin's modules.
+    "grub-mkimage": ("grub-common", "grub2-tools"),
     # Files, not programs (hostdeps checks an absolute path for existence): the testbed's BIOS boot loader.
     # Fedora/RHEL ship them as /usr/share/syslinux/{isolinux.bin,ldlinux.c32}.
     "/usr/lib/ISOLINUX/isolinux.bin": ("isolinux", "syslinux"),

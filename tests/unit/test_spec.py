@@ -74,6 +74,10 @@ GOOD = [
         id="disabled-rule",
     ),
     pytest.param(mutate(mutate(base(), "aws.upload", "vm-import"), "aws.s3_bucket", "b"), id="vm-import"),
+    # Issue 14: GRUB's menu is recognised and the boot line typed at its command line (tests/vm/test_uefi.py).
+    pytest.param(
+        mutate(mutate(base(), "vm.firmware", "uefi"), "boot.mode", "serial-prompt"), id="uefi-serial-prompt"
+    ),
 ]
 
 
