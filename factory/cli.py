@@ -22,7 +22,7 @@ from factory.errors import EXIT_INTERRUPTED, FactoryError
 EXIT_INTERNAL = 70
 
 # Subcommand modules under factory/commands/, in help order; each has register(subparsers).
-COMMANDS = ("validate", "build", "plan", "verify", "promote", "export", "console", "doctor", "testbed")
+COMMANDS = ("validate", "build", "plan", "verify", "promote", "export", "console", "doctor")
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -40,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"factory.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"factory.commands.{name}":
-                continue  # not written yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"factory.commands.{name}").register(sub)
     return parser
 
 
