@@ -290,7 +290,7 @@ class OpenstackCloud(Strict):
 
 
 class Openstack(Strict):
-    """Glance images in one or more clouds (openstacksdk's clouds.yaml: OS_CLIENT_CONFIG_FILE, ~/.config...)."""
+    """Glance images in one or more clouds, named as in openstacksdk's clouds.yaml."""
 
     # raw for Ceph-backed clouds (Nova clones raw RBD images instead of converting them), else qcow2.
     disk_format: Literal["qcow2", "raw"] = "qcow2"
