@@ -1,0 +1,31 @@
+// vcsim for the tests: govmomi's vCenter simulator (SOAP /sdk, NFC uploads, and the vAPI REST endpoint
+// for tags), on 127.0.0.1 at a free port. Prints the /sdk URL (with its credentials) and serves until
+// SIGTERM/SIGINT. Built by tests/targets/conftest.py from Debian's golang-github-vmware-govmomi-dev.
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/vmware/govmomi/simulator"
+	_ "github.com/vmware/govmomi/vapi/simulator"
+)
+
+func main() {
+	model := simulator.VPX()
+	defer model.Remove()
+	if err := model.Create(); err != nil {
+		fmt.Fprintln(os.Stderr, "vcsim:", err)
+		os.Exit(1)
+	}
+	model.Service.Listen = &url.URL{Host: "127.0.0.1:0"}
+	server := model.Service.NewServer()
+	defer server.Close()
+	fmt.Println(server.URL.String())
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	<-stop
+}
