@@ -65,6 +65,7 @@ class AwsTarget:
             images=images,
             retired=Retired(target=self.key, removed=res.retired),
             manifest=res.manifest,
+            stats={"amis": res.amis, "ssm": res.ssm, "source_ami": res.source_ami},
         )
 
     def status(self, ctx: TargetContext) -> Status:

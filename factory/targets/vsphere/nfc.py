@@ -21,7 +21,6 @@ from pyVmomi import vim
 from factory.errors import VsphereError
 from factory.targets.vsphere.connection import Endpoint
 
-CHUNK = 1024 * 1024
 KEEPALIVE_S = 10.0  # well inside the lease's 300 s idle timeout
 
 
@@ -52,19 +51,21 @@ def read_ova(path: Path) -> Ova:
 
 
 class _Reader:
-    """A file slice (one tar member) read in chunks, counting what was sent."""
+    """A file slice (one tar member) as a file with a length, counting what was read: requests sends it
+    with a Content-Length (the NFC endpoint does not take a chunked body)."""
 
     def __init__(self, fh: IO[bytes], offset: int, size: int, sent: Callable[[int], None]) -> None:
         fh.seek(offset)
         self.fh, self.left, self.sent = fh, size, sent
 
-    def __iter__(self) -> _Reader:
-        return self
+    def __len__(self) -> int:
+        return self.left
 
-    def __next__(self) -> bytes:
-        if self.left <= 0:
-            raise StopIteration
-        data = self.fh.read(min(CHUNK, self.left))
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        if n == 0:
+            return b""
+        data = self.fh.read(n)
         if not data:
             raise VsphereError("the OVA ended before its disk did")
         self.left -= len(data)
@@ -130,10 +131,7 @@ def upload(
                 resp = http.post(
                     url,
                     data=_Reader(fh, offset, size, count),
-                    headers={
-                        "Content-Type": "application/x-vnd.vmware-streamVmdk",
-                        "Content-Length": str(size),
-                    },
+                    headers={"Content-Type": "application/x-vnd.vmware-streamVmdk"},
                     verify=verify_tls,
                     timeout=timeout,
                 )

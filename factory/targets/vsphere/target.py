@@ -186,7 +186,7 @@ class VsphereTarget:
                 f"vSphere rejected the OVF of {package.path.name}: {exc.msg}; nothing was imported"
             ) from None
         if res.error:
-            why = "; ".join(e.localizedMessage or type(e.fault).__name__ for e in res.error)
+            why = "; ".join(_fault_text(e) for e in res.error)
             raise VsphereError(
                 f"vSphere rejected the OVF of {package.path.name}: {why}; nothing was imported "
                 "(change the spec's ova: settings)"
@@ -306,3 +306,13 @@ def _capacity(descriptor: str) -> int:
     root = ET.fromstring(descriptor)
     disk = root.find(f".//{{{ova_format.OVF}}}Disk")
     return int(disk.get(f"{{{ova_format.OVF}}}capacity", "0")) if disk is not None else 0
+
+
+def _fault_text(fault: Any) -> str:
+    """One line for an import-spec error (pyvmomi hands them over as the faults themselves)."""
+    text = getattr(fault, "localizedMessage", None) or getattr(fault, "msg", None)
+    if text:
+        return str(text)
+    kind = type(fault).__name__.rsplit(".", 1)[-1]
+    item = getattr(fault, "name", None)
+    return f"{kind} {item}" if item else kind

@@ -1,6 +1,6 @@
 // vcsim for the tests: govmomi's vCenter simulator (SOAP /sdk, NFC uploads, and the vAPI REST endpoint
 // for tags), on 127.0.0.1 at a free port. Prints the /sdk URL (with its credentials) and serves until
-// SIGTERM/SIGINT. Built by tests/targets/conftest.py from Debian's golang-github-vmware-govmomi-dev.
+// SIGTERM/SIGINT. The only accepted login is $VCSIM_USER / $VCSIM_PASSWORD. Built by tests/targets/conftest.py from Debian's golang-github-vmware-govmomi-dev.
 package main
 
 import (
@@ -21,7 +21,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "vcsim:", err)
 		os.Exit(1)
 	}
-	model.Service.Listen = &url.URL{Host: "127.0.0.1:0"}
+	// Set credentials (not vcsim's default, which accepts any non-empty password): wrong ones are refused.
+	login := url.UserPassword(os.Getenv("VCSIM_USER"), os.Getenv("VCSIM_PASSWORD"))
+	model.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: login}
+	// The vAPI REST endpoint (tags) registers itself only when asked to.
+	model.Service.RegisterEndpoints = true
 	server := model.Service.NewServer()
 	defer server.Close()
 	fmt.Println(server.URL.String())
