@@ -279,13 +279,17 @@ class OpenstackCloud(Strict):
     visibility: Literal["private", "shared", "community", "public"] = "private"
     # Project ids the image is shared with (visibility becomes `shared`).
     share_with: tuple[str, ...] = ()
-    # clouds.yaml entries of those projects: the member is accepted from there (else it stays pending).
-    accept_as: tuple[str, ...] = ()
+    # project id -> clouds.yaml entry of that project: the membership is accepted from there
+    # (projects not named here see the image once they accept it themselves).
+    accept_as: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _share(self) -> OpenstackCloud:
         if self.share_with and self.visibility not in ("shared", "private"):
             raise ValueError("share_with needs visibility shared (or private, which becomes shared)")
+        unknown = sorted(set(self.accept_as) - set(self.share_with))
+        if unknown:
+            raise ValueError(f"accept_as names projects not in share_with: {', '.join(unknown)}")
         return self
 
 

@@ -202,3 +202,40 @@ def ova_disk_size(path: Path) -> int:
 def manifest(build: BuildDir, key: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((build.path / "targets" / f"{key}.json").read_text())
     return data
+
+
+# --- Glance --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def glance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Glance (all disk formats) for the session; yields its URL."""
+    from tests.targets import glance_service
+
+    server = glance_service.start(CACHE, tmp_path_factory.mktemp("glance"))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def glance_raw_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second Glance that accepts only raw disks (as a Ceph-backed cloud may be set up)."""
+    from tests.targets import glance_service
+
+    server = glance_service.start(
+        CACHE, tmp_path_factory.mktemp("glance-raw"), "[image_format]\ndisk_formats = raw\n"
+    )
+    yield server.url
+    server.stop()
+
+
+def write_clouds(path: Path, clouds: dict[str, str]) -> Path:
+    """clouds.yaml with one entry per name -> Glance URL (no Keystone: auth_type none + endpoint override)."""
+    doc = {
+        "clouds": {
+            name: {"auth_type": "none", "auth": {"endpoint": url}, "image_endpoint_override": url}
+            for name, url in clouds.items()
+        }
+    }
+    path.write_text(yaml.safe_dump(doc))
+    return path

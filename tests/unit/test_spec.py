@@ -233,7 +233,16 @@ BAD_PLATFORM_FIELDS: list[tuple[str, Any, str]] = [
     ("openstack.clouds.0.region", 5, "openstack.clouds.0.region: Input should be a valid string"),
     ("openstack.clouds.0.visibility", "public", "openstack.clouds.0: share_with needs visibility shared"),
     ("openstack.clouds.0.share_with", "p1", "openstack.clouds.0.share_with: Input should be a valid tuple"),
-    ("openstack.clouds.0.accept_as", "p1", "openstack.clouds.0.accept_as: Input should be a valid tuple"),
+    (
+        "openstack.clouds.0.accept_as",
+        "p1",
+        "openstack.clouds.0.accept_as: Input should be a valid dictionary",
+    ),
+    (
+        "openstack.clouds.0.accept_as",
+        {"p9": "c"},
+        "openstack.clouds.0: accept_as names projects not in share_with",
+    ),
     ("export", ["raw", "qcow2"], "(top level): vsphere: publishes the ova export: add ova to `export`"),
     ("export", ["raw", "ova"], "(top level): openstack: publishes the qcow2 export: add qcow2 to `export`"),
 ]
