@@ -7,112 +7,40 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
-import secrets
-import shutil
-import subprocess
 import tarfile
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from filelock import FileLock
 
 from factory import digest, export, tools
 from factory.record import BuildDir
 from factory.spec import Spec, load_spec
 from factory.targets.base import TargetContext
+from tests.targets import vcsim_service
+from tests.targets.vcsim_service import Vcsim
 
-HERE = Path(__file__).parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "image-factory"
-GOVMOMI = "golang-github-vmware-govmomi-dev"
 DISK_SIZE = 64 * 1024 * 1024
-
-
-def _govmomi_version() -> str:
-    out = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Version}", GOVMOMI], check=False, capture_output=True, text=True
-    )
-    if out.returncode != 0:
-        pytest.fail(
-            f"{GOVMOMI} is not installed (apt-get install golang-go {GOVMOMI}; see .ci/apt-packages.txt)"
-        )
-    return out.stdout.strip()
 
 
 @pytest.fixture(scope="session")
 def vcsim_binary() -> Path:
-    source = HERE / "vcsim" / "main.go"
-    key = hashlib.sha256(source.read_bytes() + _govmomi_version().encode()).hexdigest()[:16]
-    folder = CACHE / "vcsim" / key
-    binary = folder / "vcsim"
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder / ".lock")):
-        if not binary.is_file():
-            if shutil.which("go") is None:
-                pytest.fail("go is not installed (apt-get install golang-go; see .ci/apt-packages.txt)")
-            work = folder / "src"
-            work.mkdir(exist_ok=True)
-            shutil.copy(source, work / "main.go")
-            env = {
-                **os.environ,
-                "GOPATH": f"{folder / 'gopath'}:/usr/share/gocode",
-                "GO111MODULE": "off",
-                # Shared by every source version: a changed main.go rebuilds in seconds.
-                "GOCACHE": str(CACHE / "vcsim" / "gocache"),
-            }
-            tmp = folder / "vcsim.tmp"
-            subprocess.run(
-                ["go", "build", "-o", str(tmp), "main.go"], cwd=work, env=env, check=True, timeout=600
-            )
-            tmp.replace(binary)
-    return binary
-
-
-@dataclass(frozen=True)
-class Vcsim:
-    url: str  # http://127.0.0.1:PORT/sdk, no credentials
-    username: str
-    password: str
-    log: Path
-
-    def nfc_bytes(self) -> list[int]:
-        """Bytes vcsim received per NFC upload, from its own log ("nfc POST ...: transferred N bytes")."""
-        return [int(n) for n in re.findall(r"nfc POST \S+: transferred (\d+) bytes", self.log.read_text())]
+    try:
+        return vcsim_service.build(CACHE)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
 def vcsim(vcsim_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vcsim]:
-    log = tmp_path_factory.mktemp("vcsim") / "vcsim.log"
-    with log.open("wb") as err:
-        env = {**os.environ, "VCSIM_USER": "factory", "VCSIM_PASSWORD": secrets.token_hex(12)}
-        proc = subprocess.Popen([str(vcsim_binary)], stdout=subprocess.PIPE, stderr=err, text=True, env=env)
-        assert proc.stdout is not None
-        line = ""
-        timer = threading.Timer(30, proc.kill)
-        timer.start()
-        try:
-            line = proc.stdout.readline().strip()
-        finally:
-            timer.cancel()
-        match = re.match(r"^(https?)://([^:]+):([^@]+)@([^/]+)(/sdk)$", line)
-        if match is None:
-            proc.kill()
-            pytest.fail(f"vcsim did not print its URL (got {line!r}); see {log}")
-        scheme, user, password, hostport, path = match.groups()
-        yield Vcsim(f"{scheme}://{hostport}{path}", user, password, log)
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    server = vcsim_service.start(vcsim_binary, tmp_path_factory.mktemp("vcsim"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture
