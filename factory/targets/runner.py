@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from factory import targets
 from factory.errors import FactoryError, PublishError, UsageError
+from factory.gate import require_verified
 from factory.targets.base import Artifact, Published, Target, TargetContext, exported, gated_publish
 
 
@@ -42,12 +43,16 @@ def publish(
     ctx: TargetContext, chosen: Sequence[Target], instances: dict[str, Target] | None = None
 ) -> dict[str, Published]:
     """Publish to every chosen target (gate first, each); `instances` overrides a key's target (tests)."""
+    plan = [((instances or {}).get(t.key, t), artifact_for(t, ctx)) for t in chosen]
+    # Every artifact through the gate before anything is published anywhere: an unverified build
+    # reaches no target, and a missing export is found before the first upload.
+    for _, artifact in plan:
+        require_verified(ctx.build, artifact.sha256)
     done: dict[str, Published] = {}
     failed: list[tuple[str, FactoryError]] = []
-    for chosen_target in chosen:
-        target = (instances or {}).get(chosen_target.key, chosen_target)
+    for target, artifact in plan:
         try:
-            done[target.key] = gated_publish(target, ctx, artifact_for(target, ctx))
+            done[target.key] = gated_publish(target, ctx, artifact)
         except FactoryError as exc:
             failed.append((target.key, exc))
     if len(failed) == 1:
