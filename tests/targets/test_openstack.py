@@ -125,6 +125,11 @@ def test_rerun_is_idempotent(tmp_path: Path, sealed_disk: Path, glance: str, clo
     second = publish(spec, build)
     assert second.images[0].id == first.images[0].id
     assert second.stats["bytes_sent"] == 0
+    status = OpenstackTarget().status(ctx_for(spec, build))
+    assert (status.state, [(i.id, i.state) for i in status.images]) == (
+        "complete",
+        [(first.images[0].id, "active")],
+    )
     assert [i.id for i in spec_images(glance, spec.name)] == [first.images[0].id]
 
 

@@ -130,6 +130,11 @@ def test_rerun_is_idempotent(spec: Spec, tmp_path: Path, sealed_disk: Path, vsph
     second = publish(spec, build)
     assert second.images[0].id == first.images[0].id
     assert len(vsphere_login.nfc_bytes()) == uploads, "nothing is uploaded again"
+    status = VsphereTarget().status(ctx_for(spec, build))
+    assert (status.state, [(i.id, i.state) for i in status.images]) == (
+        "complete",
+        [(first.images[0].id, "template")],
+    )
     assert list(templates(vsphere_login, spec.name)) == [f"{spec.name}-{build.build_id}"]
 
 
