@@ -43,6 +43,14 @@ def vcsim(vcsim_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def vcsim_tls(vcsim_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vcsim]:
+    """A second simulator serving HTTPS with a self-signed certificate."""
+    server = vcsim_service.start(vcsim_binary, tmp_path_factory.mktemp("vcsim-tls"), tls=True)
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def vsphere_login(vcsim: Vcsim, monkeypatch: pytest.MonkeyPatch) -> Vcsim:
     monkeypatch.setenv("VSPHERE_USER", vcsim.username)

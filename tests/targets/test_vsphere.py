@@ -264,6 +264,46 @@ def test_credentials_file(
     assert pub.images[0].state == "template"
 
 
+def test_tls_verified_by_default(
+    tmp_path: Path, sealed_disk: Path, vcsim_tls: Vcsim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VSPHERE_USER", vcsim_tls.username)
+    monkeypatch.setenv("VSPHERE_PASSWORD", vcsim_tls.password)
+    assert vcsim_tls.url.startswith("https://")
+    spec = write_spec(tmp_path / "spec", name="vs-tls", vsphere=vsphere_section(vcsim_tls))
+    build = gated_build(spec, tmp_path / "build", sealed_disk)
+    with pytest.raises(
+        VsphereError, match=r"TLS verification failed .*or set vsphere.insecure: true"
+    ) as info:
+        publish(spec, build)
+    assert info.value.exit_code == EXIT_VSPHERE and "\n" not in info.value.message
+
+
+def test_tls_insecure_warns_and_publishes(
+    tmp_path: Path, sealed_disk: Path, vcsim_tls: Vcsim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VSPHERE_USER", vcsim_tls.username)
+    monkeypatch.setenv("VSPHERE_PASSWORD", vcsim_tls.password)
+    spec = write_spec(
+        tmp_path / "spec", name="vs-insecure", vsphere=vsphere_section(vcsim_tls, insecure=True)
+    )
+    events: list[Any] = []
+    pub = publish(spec, gated_build(spec, tmp_path / "build", sealed_disk), events)
+    assert pub.images[0].state == "template" and pub.images[0].extra["tags"]
+    assert [e.detail for e in events if e.step == "warning"] == [
+        f"vSphere {vcsim_tls.url}: TLS certificate NOT verified (vsphere.insecure: true)"
+    ]
+
+
+def test_uefi_firmware(tmp_path: Path, sealed_disk: Path, vsphere_login: Vcsim) -> None:
+    section = vsphere_section(vsphere_login)
+    spec = write_spec(tmp_path / "spec", name="vs-uefi", vm={"firmware": "uefi"}, vsphere=section)
+    pub = publish(spec, gated_build(spec, tmp_path / "build", sealed_disk))
+    with api(vsphere_login) as content:
+        vm = content.searchIndex.FindByInventoryPath(f"DC0/vm/{pub.images[0].name}")
+        assert (vm.config.firmware, vm.config.guestId) == ("efi", "otherLinux64Guest")
+
+
 def test_vsphere_rejects_the_ovf(tmp_path: Path, sealed_disk: Path, vsphere_login: Vcsim) -> None:
     # vcsim refuses a serial port (CIM resource type 21) in an OVF: a real rejection by the server.
     spec = write_spec(

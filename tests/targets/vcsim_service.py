@@ -78,9 +78,14 @@ class Vcsim:
             self.proc.kill()
 
 
-def start(binary: Path, work: Path) -> Vcsim:
+def start(binary: Path, work: Path, *, tls: bool = False) -> Vcsim:
     log = work / "vcsim.log"
-    env = {**os.environ, "VCSIM_USER": "factory", "VCSIM_PASSWORD": secrets.token_hex(12)}
+    env = {
+        **os.environ,
+        "VCSIM_USER": "factory",
+        "VCSIM_PASSWORD": secrets.token_hex(12),
+        "VCSIM_TLS": "1" if tls else "0",
+    }
     with log.open("wb") as err:
         proc = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, stderr=err, text=True, env=env)
     assert proc.stdout is not None

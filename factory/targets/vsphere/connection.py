@@ -92,6 +92,8 @@ def tls_warning(cfg: Vsphere) -> str | None:
 def connect(cfg: Vsphere, creds: Credentials) -> Iterator[Any]:
     """A logged-in ServiceInstance; wrong credentials and unreachable hosts are one-line errors."""
     ep = endpoint(cfg)
+    # An explicit verifying context: without one, pyvmomi's connection accepts any certificate.
+    context = None if cfg.insecure or ep.scheme == "http" else ssl.create_default_context()
     try:
         si = SmartConnect(
             host=ep.host,
@@ -100,6 +102,7 @@ def connect(cfg: Vsphere, creds: Credentials) -> Iterator[Any]:
             pwd=creds.password,
             protocol=ep.scheme,
             disableSslCertValidation=cfg.insecure,
+            sslContext=context,
             connectionPoolTimeout=60,
         )
     except vim.fault.InvalidLogin:

@@ -27,11 +27,15 @@ class Tagging:
     def __init__(self, ep: Endpoint, creds: Credentials, *, verify_tls: bool, timeout: float = 60) -> None:
         self.base = ep.base + REST
         self.http = requests.Session()
-        self.http.verify = verify_tls
+        # Per request, not on the session: requests lets REQUESTS_CA_BUNDLE override a session's verify.
+        self.verify = verify_tls
         self.timeout = timeout
         try:
             resp = self.http.post(
-                f"{self.base}/session", auth=(creds.username, creds.password), timeout=timeout
+                f"{self.base}/session",
+                auth=(creds.username, creds.password),
+                timeout=timeout,
+                verify=verify_tls,
             )
         except requests.RequestException as exc:
             raise VsphereError(f"vSphere tagging endpoint {self.base}: {exc}") from None
@@ -44,7 +48,7 @@ class Tagging:
 
     def close(self) -> None:
         with contextlib.suppress(requests.RequestException):
-            self.http.delete(f"{self.base}/session", timeout=self.timeout)
+            self.http.delete(f"{self.base}/session", timeout=self.timeout, verify=self.verify)
         self.http.close()
 
     def _check(self, resp: requests.Response, what: str) -> Any:
@@ -53,10 +57,15 @@ class Tagging:
         return resp.json().get("value") if resp.content else None
 
     def _get(self, path: str) -> Any:
-        return self._check(self.http.get(self.base + path, timeout=self.timeout), f"GET {path}")
+        return self._check(
+            self.http.get(self.base + path, timeout=self.timeout, verify=self.verify), f"GET {path}"
+        )
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
-        return self._check(self.http.post(self.base + path, json=body, timeout=self.timeout), f"POST {path}")
+        return self._check(
+            self.http.post(self.base + path, json=body, timeout=self.timeout, verify=self.verify),
+            f"POST {path}",
+        )
 
     def category(self, name: str) -> str:
         for cid in self._get("/tagging/category") or []:

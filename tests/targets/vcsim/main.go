@@ -1,9 +1,11 @@
 // vcsim for the tests: govmomi's vCenter simulator (SOAP /sdk, NFC uploads, and the vAPI REST endpoint
 // for tags), on 127.0.0.1 at a free port. Prints the /sdk URL (with its credentials) and serves until
-// SIGTERM/SIGINT. The only accepted login is $VCSIM_USER / $VCSIM_PASSWORD. Built by tests/targets/conftest.py from Debian's golang-github-vmware-govmomi-dev.
+// SIGTERM/SIGINT. The only accepted login is $VCSIM_USER / $VCSIM_PASSWORD;
+// VCSIM_TLS=1 serves HTTPS. Built by tests/targets/conftest.py from Debian's golang-github-vmware-govmomi-dev.
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/url"
 	"os"
@@ -24,6 +26,10 @@ func main() {
 	// Set credentials (not vcsim's default, which accepts any non-empty password): wrong ones are refused.
 	login := url.UserPassword(os.Getenv("VCSIM_USER"), os.Getenv("VCSIM_PASSWORD"))
 	model.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: login}
+	if os.Getenv("VCSIM_TLS") == "1" {
+		// HTTPS with the self-signed certificate of Go's httptest: a client that verifies refuses it.
+		model.Service.TLS = new(tls.Config)
+	}
 	// The vAPI REST endpoint (tags) registers itself only when asked to.
 	model.Service.RegisterEndpoints = true
 	server := model.Service.NewServer()
