@@ -53,15 +53,6 @@ def _spec(args: argparse.Namespace, build: BuildDir) -> Spec:
     return spec
 
 
-def raw_artifact(build: BuildDir) -> tuple[Path, str]:
-    """The raw image the export stage recorded (path, sha256)."""
-    export = build.stage("export") or {}
-    for art in (export.get("result") or {}).get("artifacts", []):
-        if art.get("format") == "raw":
-            return Path(art["path"]), str(art["sha256"])
-    raise UsageError(f"{build.path}: the build has no raw export to promote (add raw to the spec's `export`)")
-
-
 def run(args: argparse.Namespace) -> int:
     from factory.record import to_jsonable
     from factory.targets import runner
