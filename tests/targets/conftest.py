@@ -165,6 +165,16 @@ def glance_raw_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def glance_keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Glance behind keystonemiddleware: requests without valid credentials are refused (401)."""
+    from tests.targets import glance_service
+
+    server = glance_service.start(CACHE, tmp_path_factory.mktemp("glance-ks"), keystone=True)
+    yield server.url
+    server.stop()
+
+
 def write_clouds(path: Path, clouds: dict[str, str]) -> Path:
     """clouds.yaml with one entry per name -> Glance URL (no Keystone: auth_type none + endpoint override)."""
     doc = {

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,7 @@ class Glance:
             self.proc.kill()
 
 
-def config(env: Path, work: Path, extra: str = "") -> Path:
+def config(env: Path, work: Path, extra: str = "", flavor: str = "") -> Path:
     conf = work / "conf"
     for sub in ("conf", "images", "staging", "tasks"):
         (work / sub).mkdir(parents=True, exist_ok=True)
@@ -61,8 +62,9 @@ enabled_backends = local:file
 [database]
 connection = sqlite:///{work}/glance.sqlite
 [paste_deploy]
-# Empty flavor: no Keystone, every request is the unauthenticated (admin) context.
-flavor =
+# Empty flavor: no Keystone, every request is the unauthenticated (admin) context. `keystone` puts
+# keystonemiddleware in front, which refuses a request without a valid token (401).
+flavor = {flavor}
 config_file = {env}/etc/glance/glance-api-paste.ini
 [glance_store]
 default_backend = local
@@ -83,9 +85,16 @@ enforce_scope = false
     return conf
 
 
-def start(cache: Path, work: Path, extra_conf: str = "") -> Glance:
+def start(cache: Path, work: Path, extra_conf: str = "", *, keystone: bool = False) -> Glance:
+    """Start a Glance; with `keystone`, behind keystonemiddleware (pointed at no Keystone: every request
+    without a valid token gets 401, which is what a cloud answers to wrong credentials)."""
     env = venv(cache)
-    conf = config(env, work, extra_conf)
+    if keystone:
+        extra_conf += (
+            "[keystone_authtoken]\nwww_authenticate_uri = http://127.0.0.1:9/identity\n"
+            "auth_url = http://127.0.0.1:9/identity\nauth_type = password\n"
+        )
+    conf = config(env, work, extra_conf, "keystone" if keystone else "")
     log = work / "glance.log"
     subprocess.run(
         [str(env / "bin" / "glance-manage"), "--config-file", str(conf / "glance-api.conf"), "db_sync"],
@@ -113,6 +122,10 @@ def start(cache: Path, work: Path, extra_conf: str = "") -> Glance:
                 with urllib.request.urlopen(f"{url}/v2/images", timeout=5) as resp:
                     if resp.status == 200:
                         return Glance(url, proc, log)
+            except urllib.error.HTTPError as exc:
+                if keystone and exc.code == 401:
+                    return Glance(url, proc, log)
+                last = exc
             except OSError as exc:
                 last = exc
         time.sleep(0.3)

@@ -214,6 +214,19 @@ def test_cloud_missing_from_clouds_yaml(tmp_path: Path, sealed_disk: Path, glanc
     assert manifest(build, "openstack")["state"] == "failed"
 
 
+def test_wrong_credentials(
+    tmp_path: Path, sealed_disk: Path, glance_keystone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_clouds(tmp_path / "clouds.yaml", {"secure": glance_keystone})
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
+    spec = write_spec(tmp_path / "spec", name="os-creds", openstack=os_section(clouds=[{"cloud": "secure"}]))
+    build = gated_build(spec, tmp_path / "build", sealed_disk)
+    with pytest.raises(OpenstackError, match=r"cloud 'secure': credentials refused \(HTTP 401\)") as info:
+        publish(spec, build)
+    assert info.value.exit_code == EXIT_OPENSTACK and "\n" not in info.value.message
+    assert manifest(build, "openstack")["state"] == "failed"
+
+
 def test_glance_refuses_the_disk_format(
     tmp_path: Path, sealed_disk: Path, glance_raw_only: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
