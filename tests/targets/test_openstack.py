@@ -154,6 +154,32 @@ def test_killed_upload_leaves_no_queued_image(
     assert any(r["id"] == left["id"] for r in manifest(build, "openstack")["retired"])
 
 
+def test_never_two_active_images_for_a_build(
+    tmp_path: Path, sealed_disk: Path, glance: str, clouds: Path
+) -> None:
+    spec = write_spec(tmp_path / "spec", name="os-twice", openstack=os_section())
+    build = gated_build(spec, tmp_path / "build", sealed_disk)
+    qcow2 = next(a for a in exported(build) if a.format == "qcow2")
+    tags = [
+        f"factory:spec={spec.name}",
+        f"factory:build-id={build.build_id}",
+        f"factory:image-sha256={qcow2.sha256}",
+    ]
+    # Two complete uploads of this build (e.g. two runs racing before either recorded its image).
+    c = conn(glance)
+    twins = [
+        c.image.create_image(
+            name=f"twin-{n}", filename=str(qcow2.path), disk_format="qcow2", container_format="bare",
+            tags=tags, wait=True, allow_duplicates=True,
+        ).id
+        for n in (1, 2)
+    ]  # fmt: skip
+    pub = publish(spec, build)
+    left = [(i.id, i.status) for i in spec_images(glance, spec.name)]
+    assert len(left) == 1 and left[0] == (pub.images[0].id, "active") and left[0][0] in twins
+    assert pub.stats["bytes_sent"] == 0
+
+
 def test_retire_hides_then_deletes_never_latest(
     tmp_path: Path, sealed_disk: Path, glance: str, clouds: Path
 ) -> None:

@@ -142,7 +142,7 @@ class VsphereTarget:
             manifest.update_place(where, tags=tagged)
             retired = self._retire(ctx, si, place, cfg.keep, manifest, current=name)
             image = PublishedImage(
-                location=f"{cfg.url.split('//')[-1].split('/')[0]}/{where}",
+                location=f"{endpoint(cfg).netloc}/{where}",
                 id=vm._moId,
                 name=name,
                 state="template",
