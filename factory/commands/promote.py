@@ -18,6 +18,7 @@ from rich.console import Console
 from factory.errors import UsageError
 from factory.record import BuildDir
 from factory.spec import Spec, load_spec
+from factory.targets.base import TargetContext, TargetEvent
 
 out = Console(highlight=False)
 # Progress goes to stderr: stdout carries only the result (--json output stays parseable).
@@ -53,10 +54,16 @@ def _spec(args: argparse.Namespace, build: BuildDir) -> Spec:
     return spec
 
 
+def _show(event: TargetEvent) -> None:
+    # Byte counts come many times a second: only the start and the end of a counted step are shown.
+    if event.total and 0 < event.done < event.total:
+        return
+    progress_out.print(f"[dim]{event.target} {event.step}:[/] {event.detail}")
+
+
 def run(args: argparse.Namespace) -> int:
     from factory.record import to_jsonable
     from factory.targets import runner
-    from factory.targets.base import TargetContext
 
     build = BuildDir.open(args.build_dir)
     spec = _spec(args, build)

@@ -101,10 +101,16 @@ def upload(
     lock = threading.Lock()
     stop = threading.Event()
 
+    step = max(total // 100, 1)  # report every 1 %, not every socket write
+    reported = 0
+
     def count(n: int) -> None:
-        nonlocal sent
+        nonlocal sent, reported
         with lock:
             sent += n
+            if sent - reported < step and sent < total:
+                return
+            reported = sent
         progress(sent, total)
 
     def keep_alive() -> None:
