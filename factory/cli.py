@@ -3,7 +3,8 @@
 Exit codes (also in the README):
   0 success · 1 findings (validation problems, failed checks) · 2 usage or input error ·
   3 host tool missing or failed · 4 media · 5 install failed · 6 verification failed · 7 export ·
-  8 AWS · 70 internal error (a bug: run with --debug for the traceback) · 130 interrupted
+  8 AWS · 9 publishing (several targets) · 10 vSphere · 11 OpenStack ·
+  70 internal error (a bug: run with --debug for the traceback) · 130 interrupted
 """
 
 from __future__ import annotations
