@@ -270,8 +270,8 @@ BAD_PLATFORM_FIELDS: list[tuple[str, Any, str]] = [
         {"p9": "c"},
         "openstack.clouds.0: accept_as names projects not in share_with",
     ),
-    ("export", ["raw", "qcow2"], "(top level): vsphere: publishes the ova export: add ova to `export`"),
-    ("export", ["raw", "ova"], "(top level): openstack: publishes the qcow2 export: add qcow2 to `export`"),
+    ("export", ["raw", "qcow2"], "vsphere: publishes the ova export: add ova to `export`"),
+    ("export", ["raw", "ova"], "openstack: publishes the qcow2 export: add qcow2 to `export`"),
 ]
 
 
