@@ -35,6 +35,7 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("ssh-keygen", "required", ()),
     ToolSpec("guestfish", "required"),
     ToolSpec("mcopy", "serial"),  # serial-prompt remaster: edits grub.cfg inside the ISO's efiboot.img
+    ToolSpec("bmaptool", "export raw"),  # the raw export's block map
     ToolSpec("mmdebstrap", "testbed"),
     ToolSpec("cpio", "testbed"),
     ToolSpec("mkfs.ext4", "testbed", ("-V",)),

@@ -1,7 +1,9 @@
 """The export stage: convert the sealed image with qemu-img into each format the spec asks for.
 
 Formats and who takes them:
-  raw    AWS EBS direct upload / VM Import, bare metal (dd). Sparse on disk.
+  raw    AWS EBS direct upload / VM Import, bare metal (dd). Sparse on disk, with a block map
+         (`bmaptool create`, `<name>.raw.bmap`): `bmaptool copy` writes only the mapped blocks to a
+         physical disk and checks each range's sha256.
   qcow2  OpenStack (Glance) and KVM/libvirt; compressed (-c), so it is the small one to ship.
   vmdk   VMware and AWS VM Import: streamOptimized (compressed, the subformat AWS accepts and OVAs carry).
   vhd    Azure and AWS VM Import: *fixed* VHD (Azure rejects dynamic ones) with `force_size`, so the
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -62,6 +65,9 @@ class Artifact:
     size: int
     # The sealed image it was made from (the promotion gate follows this link).
     source_sha256: str
+    # raw only: its block map for `bmaptool copy` (bmap-tools), and how many bytes that copy writes.
+    bmap: Path | None = None
+    bmap_mapped_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,8 @@ def export(spec: Spec, image: Path, source_sha256: str, out_dir: Path) -> Export
             raise ExportError(f"export of {image.name} failed: {err}") from err
         artifacts = tuple(f.result() for f in futures)
         for art, (tmp, final) in zip(artifacts, staged.values(), strict=True):
+            if art.bmap is not None:
+                os.replace(_bmap_tmp(tmp), art.bmap)
             os.replace(tmp, final)
             atomic_write_text(final.with_name(final.name + ".sha256"), f"{art.sha256}  {final.name}\n")
     manifest = out_dir / "manifest.json"
@@ -148,8 +156,35 @@ def _staging(
         yield staged
     finally:
         for tmp, _ in staged.values():
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+            for path in (tmp, _bmap_tmp(tmp)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
+def _bmap_tmp(tmp: Path) -> Path:
+    return tmp.with_name(tmp.name + ".bmap")
+
+
+def _block_map(tmp: Path, final: Path) -> tuple[Path, int]:
+    """`bmaptool create` for a staged raw file; returns the map's final path and the bytes it maps.
+
+    The map is made from the staged file itself (qemu-img writes raw sparse, so its holes are the unused
+    blocks), and is renamed into place with the raw file or not at all.
+    """
+    bmap = _bmap_tmp(tmp)
+    tools.run(["bmaptool", "create", "-o", bmap, tmp], timeout=CONVERT_TIMEOUT_S)
+    try:
+        root = ET.parse(bmap).getroot()
+        mapped = int((root.findtext("MappedBlocksCount") or "").strip())
+        block = int((root.findtext("BlockSize") or "").strip())
+        image_size = int((root.findtext("ImageSize") or "").strip())
+    except (ET.ParseError, ValueError) as exc:
+        raise ExportError(f"{final.name}: bmaptool wrote an unreadable block map: {exc}") from None
+    if image_size != tmp.stat().st_size:
+        raise ExportError(
+            f"{final.name}: block map says {image_size} bytes, the image has {tmp.stat().st_size}"
+        )
+    return final.with_name(final.name + ".bmap"), mapped * block
 
 
 def _convert_and_check(
@@ -171,10 +206,13 @@ def _convert_and_check(
     if check.returncode not in (0, CHECK_UNSUPPORTED):
         lines = (check.stdout + check.stderr).decode(errors="replace").strip().splitlines()
         raise ExportError(f"{final.name}: qemu-img check failed: {' | '.join(lines[-3:])}")
+    bmap, mapped = _block_map(tmp, final) if fmt is ExportFormat.RAW else (None, None)
     return Artifact(
         format=str(fmt),
         path=final,
         sha256=digest.sha256_file(tmp),
         size=tmp.stat().st_size,
         source_sha256=source_sha256,
+        bmap=bmap,
+        bmap_mapped_bytes=mapped,
     )

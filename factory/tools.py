@@ -30,6 +30,8 @@ PACKAGES: dict[str, tuple[str, str]] = {
     # The serial remaster edits grub.cfg inside EL7's FAT EFI boot image (images/efiboot.img) with mtools;
     # the test ISO fixture builds such an image with mkfs.fat + mmd.
     "mcopy": ("mtools", "mtools"),
+    # The raw export's block map (bmap-tools: `bmaptool create`, `bmaptool copy` to a physical disk).
+    "bmaptool": ("bmap-tools", "bmap-tools"),
     "mmd": ("mtools", "mtools"),
     "mkfs.fat": ("dosfstools", "dosfstools"),
     # Files, not programs (hostdeps checks an absolute path for existence): the testbed's BIOS boot loader.
