@@ -117,7 +117,7 @@ def test_human_output_names_install_commands(
     assert code == 3
     assert "MISSING  xorriso" in out
     assert "apt-get install -y xorriso mtools bmap-tools mmdebstrap cpio e2fsprogs" in out
-    assert "dnf install -y xorriso mtools mmdebstrap cpio e2fsprogs" in out
+    assert "dnf install -y xorriso mtools bmap-tools mmdebstrap cpio e2fsprogs" in out
     assert out.rstrip().endswith("not ready: missing xorriso")
 
 
