@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -71,9 +72,28 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class OciInfo:
+    """`export: [oci]`: the image's digests and how it was made (the artifacts hold the two files)."""
+
+    ref: str  # the tag inside the layout (the build id)
+    manifest_digest: str
+    layer_digest: str
+    layer_diff_id: str
+    layer_size: int
+    entries: int
+    excluded: tuple[str, ...]
+    epoch: int  # SOURCE_DATE_EPOCH the mtimes were clamped to
+    reader: str  # debugfs or virt-tar-out
+    check_passed: bool
+    check_junit: Path
+    seconds: float
+
+
+@dataclass(frozen=True)
 class ExportResult:
     artifacts: tuple[Artifact, ...]
     manifest: Path
+    oci: OciInfo | None = None
 
 
 def image_info(path: Path, fmt: str | None = None) -> dict[str, Any]:
@@ -86,14 +106,25 @@ def image_info(path: Path, fmt: str | None = None) -> dict[str, Any]:
     return info
 
 
-def export(spec: Spec, image: Path, source_sha256: str, out_dir: Path) -> ExportResult:
-    """Convert `image` (the sealed disk, whose sha256 is `source_sha256`) to every format in spec.export."""
-    formats = tuple(dict.fromkeys(spec.export))  # keep order, drop repeats
-    if not formats:
+# Formats made from the root filesystem rather than converted by qemu-img.
+TREE_FORMATS = (ExportFormat.OCI,)
+
+
+def export(
+    spec: Spec, image: Path, source_sha256: str, out_dir: Path, *, build_id: str = "local"
+) -> ExportResult:
+    """Convert `image` (the sealed disk, whose sha256 is `source_sha256`) to every format in spec.export.
+
+    `build_id` tags the OCI image (its ref in the layout and its version label).
+    """
+    all_formats = tuple(dict.fromkeys(spec.export))  # keep order, drop repeats
+    if not all_formats:
         raise ExportError(f"{spec.source}: export: no formats given")
-    unknown = [str(f) for f in formats if f not in FORMATS]
+    unknown = [str(f) for f in all_formats if f not in FORMATS and f not in TREE_FORMATS]
     if unknown:
-        raise ExportError(f"export: unknown format(s) {', '.join(unknown)} (known: {', '.join(FORMATS)})")
+        known = ", ".join([*FORMATS, *TREE_FORMATS])
+        raise ExportError(f"export: unknown format(s) {', '.join(unknown)} (known: {known})")
+    formats = tuple(f for f in all_formats if f in FORMATS)
     if not image.is_file():
         raise ExportError(f"{image}: image to export not found")
     actual = digest.sha256_file(image)
@@ -108,7 +139,8 @@ def export(spec: Spec, image: Path, source_sha256: str, out_dir: Path) -> Export
     if ExportFormat.VHD in formats and size % MIB:
         raise ExportError(f"{image}: virtual size {size} is not a whole number of MiB, which Azure VHDs need")
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _staging(out_dir, spec.name, formats) as staged:
+    oci_staging = out_dir / f".{spec.name}.oci.tmp.d"
+    with _staging(out_dir, spec.name, formats) as staged, _staged_dir(oci_staging):
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             futures = [
                 pool.submit(
@@ -131,16 +163,92 @@ def export(spec: Spec, image: Path, source_sha256: str, out_dir: Path) -> Export
             if isinstance(err, ExportError):
                 raise err
             raise ExportError(f"export of {image.name} failed: {err}") from err
-        artifacts = tuple(f.result() for f in futures)
-        for art, (tmp, final) in zip(artifacts, staged.values(), strict=True):
-            if art.bmap is not None:
-                os.replace(_bmap_tmp(tmp), art.bmap)
-            os.replace(tmp, final)
-            atomic_write_text(final.with_name(final.name + ".sha256"), f"{art.sha256}  {final.name}\n")
+        placed = [(f.result(), tmp) for f, (tmp, _) in zip(futures, staged.values(), strict=True)]
+        info = None
+        if ExportFormat.OCI in all_formats:
+            info, oci_placed = _stage_oci(spec, image, source_sha256, out_dir, oci_staging, build_id=build_id)
+            placed += oci_placed
+        for art, tmp in placed:
+            _place(art, tmp)
+    artifacts = tuple(art for art, _ in placed)
     manifest = out_dir / "manifest.json"
-    doc = {"spec": spec.name, "source_sha256": source_sha256, "artifacts": to_jsonable(list(artifacts))}
+    doc: dict[str, Any] = {
+        "spec": spec.name,
+        "source_sha256": source_sha256,
+        "artifacts": to_jsonable(list(artifacts)),
+    }
+    if info is not None:
+        doc["oci"] = to_jsonable(info)
     atomic_write_text(manifest, json.dumps(doc, indent=2) + "\n")
-    return ExportResult(artifacts=artifacts, manifest=manifest)
+    return ExportResult(artifacts=artifacts, manifest=manifest, oci=info)
+
+
+def _place(art: Artifact, tmp: Path) -> None:
+    """Rename a checked artifact (and its block map) into place and write its .sha256 file."""
+    if art.bmap is not None:
+        os.replace(_bmap_tmp(tmp), art.bmap)
+    remove_path(art.path)  # an OCI layout is a folder: it cannot be renamed over an old one
+    os.replace(tmp, art.path)
+    if art.path.is_file():
+        atomic_write_text(art.path.with_name(art.path.name + ".sha256"), f"{art.sha256}  {art.path.name}\n")
+
+
+def remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _staged_dir(path: Path) -> Iterator[Path]:
+    """A staging folder, fresh on entry (a killed run's leftovers go) and removed on any exit."""
+    remove_path(path)
+    try:
+        yield path
+    finally:
+        remove_path(path)
+
+
+def _stage_oci(
+    spec: Spec, image: Path, source_sha256: str, out_dir: Path, staging: Path, *, build_id: str
+) -> tuple[OciInfo, list[tuple[Artifact, Path]]]:
+    from factory.oci.build import stage_oci
+
+    staging.mkdir()
+    st = stage_oci(spec, image, source_sha256, staging, build_id=build_id, report_dir=out_dir / "oci-verify")
+    layout = out_dir / f"{spec.name}.oci"
+    archive = out_dir / f"{spec.name}.docker.tar"
+    info = OciInfo(
+        ref=build_id,
+        manifest_digest=st.manifest_digest,
+        layer_digest=st.layer.digest,
+        layer_diff_id=st.layer.diff_id,
+        layer_size=st.layer.size,
+        entries=st.layer.entries,
+        excluded=st.layer.excluded,
+        epoch=st.epoch,
+        reader=st.reader,
+        check_passed=st.check.passed,
+        check_junit=st.check.junit,
+        seconds=st.seconds,
+    )
+    # The layout's "sha256" is its image manifest digest: what a registry and the gate know it by.
+    oci_art = Artifact(
+        format=str(ExportFormat.OCI),
+        path=layout,
+        sha256=st.manifest_digest.removeprefix("sha256:"),
+        size=st.layer.size,
+        source_sha256=source_sha256,
+    )
+    archive_art = Artifact(
+        format="docker-archive",
+        path=archive,
+        sha256=digest.sha256_file(st.archive_tmp),
+        size=st.archive_tmp.stat().st_size,
+        source_sha256=source_sha256,
+    )
+    return info, [(oci_art, st.layout_tmp), (archive_art, st.archive_tmp)]
 
 
 @contextlib.contextmanager

@@ -224,7 +224,7 @@ class Runner:
         if self._must_run(build, "export"):
             with self._stage("export", build) as holder:
                 holder["result"] = export.export(
-                    spec, sealed, seal_result["sealed_sha256"], build.path / "export"
+                    spec, sealed, seal_result["sealed_sha256"], build.path / "export", build_id=build.build_id
                 )
         else:
             self._skip("export")

@@ -61,6 +61,8 @@ class ExportFormat(StrEnum):
     QCOW2 = "qcow2"
     VMDK = "vmdk"
     VHD = "vhd"
+    # A container base image from the root filesystem: OCI image layout + docker-archive (factory.oci).
+    OCI = "oci"
 
 
 class UploadMethod(StrEnum):
@@ -229,6 +231,37 @@ class Aws(Strict):
         return self
 
 
+class Container(Strict):
+    """The container base image (`export: [oci]`): what of the installed tree it leaves out, how it runs."""
+
+    # Absolute glob patterns of what only a booting machine needs; None: the OS's default
+    # (factory.oci.build.DEFAULT_EXCLUDE). "/boot/*" keeps an empty /boot, "/boot" drops it.
+    exclude: tuple[str, ...] | None = None
+    # Added to the default list instead of replacing it.
+    exclude_extra: tuple[str, ...] = ()
+    cmd: tuple[str, ...] | None = None  # None: /bin/bash on EL, /bin/sh on the testbed
+    env: tuple[str, ...] = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+    # org.opencontainers.image.source (where the image's definition lives); None: the spec's path.
+    source: str | None = None
+    labels: dict[str, str] = {}
+
+    @field_validator("exclude", "exclude_extra")
+    @classmethod
+    def _absolute(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for pattern in v or ():
+            if not pattern.startswith("/") or pattern == "/":
+                raise ValueError(f"{pattern!r}: patterns are absolute paths in the image, not / itself")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for item in v:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", item):
+                raise ValueError(f"{item!r} is not KEY=value")
+        return v
+
+
 class Spec(Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")]
     description: str = ""
@@ -242,6 +275,7 @@ class Spec(Strict):
     keep_uek: bool = False
     expect: Expect = Expect()
     export: tuple[ExportFormat, ...] = (ExportFormat.QCOW2,)
+    container: Container = Container()
     aws: Aws | None = None
 
     # Where the spec was loaded from; relative paths in it are relative to this file's folder.

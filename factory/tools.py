@@ -27,6 +27,13 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "qemu-io": ("qemu-utils", "qemu-img"),
     # Seal's offline re-check reads the sealed disk (xfs on EL, ext4 on the testbed) with libguestfs.
     "guestfish": ("libguestfs-tools", "guestfs-tools"),
+    # The OCI export of a disk that is not one ext filesystem (xfs, LVM: EL 7) reads it with virt-tar-out.
+    "virt-tar-out": ("libguestfs-tools", "guestfs-tools"),
+    "debugfs": ("e2fsprogs", "e2fsprogs"),
+    "sfdisk": ("fdisk", "util-linux"),
+    "skopeo": ("skopeo", "skopeo"),
+    "umoci": ("umoci", "umoci"),
+    "docker-registry": ("docker-registry", "docker-distribution"),
     # The serial remaster edits grub.cfg inside EL7's FAT EFI boot image (images/efiboot.img) with mtools;
     # the test ISO fixture builds such an image with mkfs.fat + mmd.
     "mcopy": ("mtools", "mtools"),

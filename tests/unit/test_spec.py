@@ -27,7 +27,8 @@ def mutate(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     node: Any = raw
     *parents, leaf = dotted.split(".")
     for key in parents:
-        node = node[int(key)] if isinstance(node, list) else node[key]
+        # A section the base spec leaves out (container) is created empty.
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
     if value is DELETE:
         del node[leaf]
     elif isinstance(node, list):
@@ -132,7 +133,14 @@ BAD_FIELDS: list[tuple[str, Any, str]] = [
         "expect.filesystems.0.min_size_gib: Input should be greater than 0",
     ),
     ("expect.skip", [{"rule": "x"}], "expect.skip.0.reason: Field required"),
-    ("export", ["iso"], "export.0: Input should be 'raw', 'qcow2', 'vmdk' or 'vhd'"),
+    ("export", ["iso"], "export.0: Input should be 'raw', 'qcow2', 'vmdk', 'vhd' or 'oci'"),
+    ("container", "oci", "container: Input should be a valid dictionary or instance of Container"),
+    ("container.exclude", ["boot/*"], "container.exclude: 'boot/*': patterns are absolute paths"),
+    ("container.exclude_extra", ["/"], "container.exclude_extra: '/': patterns are absolute"),
+    ("container.cmd", "/bin/sh", "container.cmd: Input should be a valid tuple"),
+    ("container.env", ["PATH"], "container.env: 'PATH' is not KEY=value"),
+    ("container.labels", {"a": 1}, "container.labels.a: Input should be a valid string"),
+    ("container.source", 5, "container.source: Input should be a valid string"),
     ("aws.upload", "ftp", "aws.upload: Input should be 'ebs-direct' or 'vm-import'"),
     ("aws.upload", "vm-import", "aws: upload: vm-import needs s3_bucket"),
     ("aws.source_profile", DELETE, "aws.source_profile: Field required"),
