@@ -16,6 +16,11 @@ EXIT_INSTALL = 5  # the install failed (classified by the monitor)
 EXIT_VERIFY = 6  # the image did not boot or failed its acceptance tests
 EXIT_EXPORT = 7
 EXIT_AWS = 8  # AWS credentials, upload or promotion failure
+# The publishing family: 8 AWS (above), 9 several targets failed or a target-independent publishing problem,
+# 10 vSphere, 11 OpenStack; later targets take the next free codes.
+EXIT_PUBLISH = 9
+EXIT_VSPHERE = 10
+EXIT_OPENSTACK = 11
 EXIT_INTERRUPTED = 130
 
 
@@ -88,6 +93,20 @@ class ExportError(FactoryError):
 
 class AwsError(FactoryError):
     exit_code = EXIT_AWS
+
+
+class PublishError(FactoryError):
+    """A publishing target failed (base of every target's error), or several did."""
+
+    exit_code = EXIT_PUBLISH
+
+
+class VsphereError(PublishError):
+    exit_code = EXIT_VSPHERE
+
+
+class OpenstackError(PublishError):
+    exit_code = EXIT_OPENSTACK
 
 
 class Interrupted(FactoryError):

@@ -8,6 +8,8 @@ Formats and who takes them:
   vmdk   VMware and AWS VM Import: streamOptimized (compressed, the subformat AWS accepts and OVAs carry).
   vhd    Azure and AWS VM Import: *fixed* VHD (Azure rejects dynamic ones) with `force_size`, so the
          virtual size is exactly the source's, not rounded to a CHS geometry (Azure wants whole MiB).
+  ova    VMware (vSphere import, ovftool): the streamOptimized VMDK in an OVF 1.0 package (factory/ova.py);
+         made from the vmdk conversion, which is converted for it even when vmdk itself is not exported.
 
 Every artifact is written under a temp name, checked (qemu-img info: format and virtual size match the
 source; qemu-img check where the format has one), hashed, and only then renamed into place, all together:
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from factory import digest, tools
+from factory import digest, ova, tools
 from factory.errors import ExportError, ToolError
 from factory.record import atomic_write_text, to_jsonable
 from factory.spec import ExportFormat, Spec
@@ -55,6 +57,8 @@ FORMATS: dict[ExportFormat, _Format] = {
     ExportFormat.QCOW2: _Format("qcow2", "qcow2", ("-c",)),
     ExportFormat.VMDK: _Format("vmdk", "vmdk", ("-o", "subformat=streamOptimized")),
     ExportFormat.VHD: _Format("vpc", "vhd", ("-o", "subformat=fixed,force_size=on")),
+    # Not a qemu-img format: packed by factory/ova.py around the vmdk conversion.
+    ExportFormat.OVA: _Format("ova", "ova", ()),
 }
 
 
@@ -110,6 +114,18 @@ def image_info(path: Path, fmt: str | None = None) -> dict[str, Any]:
 TREE_FORMATS = (ExportFormat.OCI,)
 
 
+def _requested(spec: Spec) -> tuple[ExportFormat, ...]:
+    """The spec's formats, in order, without repeats; an unknown one is an error."""
+    formats = tuple(dict.fromkeys(spec.export))
+    if not formats:
+        raise ExportError(f"{spec.source}: export: no formats given")
+    unknown = [str(f) for f in formats if f not in FORMATS and f not in TREE_FORMATS]
+    if unknown:
+        known = ", ".join([*FORMATS, *TREE_FORMATS])
+        raise ExportError(f"export: unknown format(s) {', '.join(unknown)} (known: {known})")
+    return formats
+
+
 def export(
     spec: Spec, image: Path, source_sha256: str, out_dir: Path, *, build_id: str = "local"
 ) -> ExportResult:
@@ -117,13 +133,7 @@ def export(
 
     `build_id` tags the OCI image (its ref in the layout and its version label).
     """
-    all_formats = tuple(dict.fromkeys(spec.export))  # keep order, drop repeats
-    if not all_formats:
-        raise ExportError(f"{spec.source}: export: no formats given")
-    unknown = [str(f) for f in all_formats if f not in FORMATS and f not in TREE_FORMATS]
-    if unknown:
-        known = ", ".join([*FORMATS, *TREE_FORMATS])
-        raise ExportError(f"export: unknown format(s) {', '.join(unknown)} (known: {known})")
+    all_formats = _requested(spec)
     formats = tuple(f for f in all_formats if f in FORMATS)
     if not image.is_file():
         raise ExportError(f"{image}: image to export not found")
@@ -139,8 +149,15 @@ def export(
     if ExportFormat.VHD in formats and size % MIB:
         raise ExportError(f"{image}: virtual size {size} is not a whole number of MiB, which Azure VHDs need")
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The OVA wraps the vmdk conversion: convert it too, kept only if vmdk was asked for.
+    conversions = tuple(f for f in formats if f is not ExportFormat.OVA)
+    if ExportFormat.OVA in formats and ExportFormat.VMDK not in conversions:
+        conversions += (ExportFormat.VMDK,)
     oci_staging = out_dir / f".{spec.name}.oci.tmp.d"
-    with _staging(out_dir, spec.name, formats) as staged, _staged_dir(oci_staging):
+    with (
+        _staging(out_dir, spec.name, (*conversions, *(f for f in formats if f not in conversions))) as staged,
+        _staged_dir(oci_staging),
+    ):
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             futures = [
                 pool.submit(
@@ -154,6 +171,7 @@ def export(
                     source_sha256=source_sha256,
                 )
                 for fmt, (tmp, final) in staged.items()
+                if fmt in conversions
             ]
             # Wait for all (no conversion left running), then report the first failure.
             done = [f.exception() for f in futures]
@@ -163,7 +181,10 @@ def export(
             if isinstance(err, ExportError):
                 raise err
             raise ExportError(f"export of {image.name} failed: {err}") from err
-        placed = [(f.result(), tmp) for f, (tmp, _) in zip(futures, staged.values(), strict=True)]
+        converted = {ExportFormat(f.result().format): f.result() for f in futures}
+        if ExportFormat.OVA in formats:
+            converted[ExportFormat.OVA] = _pack_ova(spec, staged, source, source_sha256)
+        placed = [(converted[f], staged[f][0]) for f in formats]
         info = None
         if ExportFormat.OCI in all_formats:
             info, oci_placed = _stage_oci(spec, image, source_sha256, out_dir, oci_staging, build_id=build_id)
@@ -249,6 +270,24 @@ def _stage_oci(
         source_sha256=source_sha256,
     )
     return info, [(oci_art, st.layout_tmp), (archive_art, st.archive_tmp)]
+
+
+def _pack_ova(
+    spec: Spec, staged: dict[ExportFormat, tuple[Path, Path]], source: dict[str, Any], source_sha256: str
+) -> Artifact:
+    vmdk_tmp = staged[ExportFormat.VMDK][0]
+    tmp, final = staged[ExportFormat.OVA]
+    size = int(source["virtual-size"])
+    # Guest data in the disk: what the source holds (its allocation), never more than the capacity.
+    populated = min(int(source.get("actual-size") or size), size)
+    sha = ova.pack(spec, ova.Disk(vmdk_tmp, size, populated), tmp)
+    return Artifact(
+        format=str(ExportFormat.OVA),
+        path=final,
+        sha256=sha,
+        size=tmp.stat().st_size,
+        source_sha256=source_sha256,
+    )
 
 
 @contextlib.contextmanager
