@@ -350,6 +350,25 @@ class Openstack(Strict):
         return self
 
 
+class Registry(Strict):
+    """A container registry the `oci` export is pushed to with skopeo: tags are build ids and `latest`."""
+
+    # host[:port], no scheme (skopeo's docker:// transport): registry.example.com, 127.0.0.1:5000
+    url: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+(:\d{1,5})?$")]
+    # The distribution spec's repository name grammar: lowercase path components.
+    repository: Annotated[str, Field(pattern=r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")]
+    # Build tags kept (the newest, this build included); older ones are deleted, never `latest`'s manifest.
+    keep: Annotated[int, Field(ge=1)] = 3
+    # containers-auth.json(5) or a docker config.json; None: skopeo's own lookup (REGISTRY_AUTH_FILE,
+    # $XDG_RUNTIME_DIR/containers/auth.json, ~/.docker/config.json). Its content is never logged.
+    auth_file: Path | None = None
+    # false only for a registry on plain HTTP (a test registry on 127.0.0.1).
+    tls_verify: bool = True
+    latest_tag: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")] = "latest"
+    # Seconds for one push.
+    timeout: Annotated[int, Field(gt=0)] = 1800
+
+
 class Spec(Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")]
     description: str = ""
@@ -364,6 +383,7 @@ class Spec(Strict):
     expect: Expect = Expect()
     export: tuple[ExportFormat, ...] = (ExportFormat.QCOW2,)
     container: Container = Container()
+    registry: Registry | None = None
     aws: Aws | None = None
     ova: Ova = Ova()
     vsphere: Vsphere | None = None

@@ -29,6 +29,7 @@ from factory import digest, export, tools
 from factory.record import BuildDir
 from factory.spec import Spec, load_spec
 from factory.targets.base import TargetContext
+from tests.targets.registry_service import registry  # noqa: F401 (docker-registry session fixture)
 
 HERE = Path(__file__).parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "image-factory"
@@ -183,7 +184,7 @@ def gated_build(
             "recheck_passed": True,
         },
     )
-    res = export.export(spec, disk, sha, build.path / "export")
+    res = export.export(spec, disk, sha, build.path / "export", build_id=build.build_id)
     build.record_stage("export", "ok", result=res)
     return build
 
