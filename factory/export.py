@@ -111,7 +111,7 @@ def image_info(path: Path, fmt: str | None = None) -> dict[str, Any]:
 
 
 # Formats made from the root filesystem rather than converted by qemu-img.
-TREE_FORMATS = (ExportFormat.OCI,)
+TREE_FORMATS = (ExportFormat.OCI, ExportFormat.PXE)
 
 
 def _requested(spec: Spec) -> tuple[ExportFormat, ...]:
@@ -127,13 +127,22 @@ def _requested(spec: Spec) -> tuple[ExportFormat, ...]:
 
 
 def export(
-    spec: Spec, image: Path, source_sha256: str, out_dir: Path, *, build_id: str = "local"
+    spec: Spec,
+    image: Path,
+    source_sha256: str,
+    out_dir: Path,
+    *,
+    build_id: str = "local",
+    iso: Path | None = None,
 ) -> ExportResult:
     """Convert `image` (the sealed disk, whose sha256 is `source_sha256`) to every format in spec.export.
 
-    `build_id` tags the OCI image (its ref in the layout and its version label).
+    `build_id` tags the OCI image (its ref in the layout and its version label); `iso` is the install medium
+    the build used, which the PXE tree is made from.
     """
     all_formats = _requested(spec)
+    if ExportFormat.PXE in all_formats and iso is None:
+        raise ExportError(f"{spec.source}: export: pxe needs the build's install medium (the media stage)")
     formats = tuple(f for f in all_formats if f in FORMATS)
     if not image.is_file():
         raise ExportError(f"{image}: image to export not found")
@@ -154,9 +163,11 @@ def export(
     if ExportFormat.OVA in formats and ExportFormat.VMDK not in conversions:
         conversions += (ExportFormat.VMDK,)
     oci_staging = out_dir / f".{spec.name}.oci.tmp.d"
+    pxe_staging = out_dir / f".{spec.name}.pxe.tmp.d"
     with (
         _staging(out_dir, spec.name, (*conversions, *(f for f in formats if f not in conversions))) as staged,
         _staged_dir(oci_staging),
+        _staged_dir(pxe_staging),
     ):
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             futures = [
@@ -189,6 +200,8 @@ def export(
         if ExportFormat.OCI in all_formats:
             info, oci_placed = _stage_oci(spec, image, source_sha256, out_dir, oci_staging, build_id=build_id)
             placed += oci_placed
+        if iso is not None and ExportFormat.PXE in all_formats:
+            placed.append(_stage_pxe(spec, iso, source_sha256, out_dir, pxe_staging))
         for art, tmp in placed:
             _place(art, tmp)
     artifacts = tuple(art for art, _ in placed)
@@ -229,6 +242,26 @@ def _staged_dir(path: Path) -> Iterator[Path]:
         yield path
     finally:
         remove_path(path)
+
+
+def _stage_pxe(
+    spec: Spec, iso: Path, source_sha256: str, out_dir: Path, staging: Path
+) -> tuple[Artifact, Path]:
+    from factory import pxe
+    from factory.kickstart.flatten import flatten_for_spec
+
+    staging.mkdir()
+    tree = pxe.stage_pxe(spec, iso, flatten_for_spec(spec).text, staging)
+    # The tree is the medium plus the kickstart the verified build was installed with; its link to the
+    # build is the sealed image's hash like every other artifact (the gate follows it).
+    art = Artifact(
+        format=str(ExportFormat.PXE),
+        path=out_dir / f"{spec.name}.pxe",
+        sha256=tree.digest,
+        size=tree.size,
+        source_sha256=source_sha256,
+    )
+    return art, tree.path
 
 
 def _stage_oci(

@@ -64,6 +64,8 @@ class ExportFormat(StrEnum):
     OVA = "ova"  # OVF 1.0 envelope + streamOptimized VMDK + SHA256 manifest, in one tar (factory/ova.py)
     # A container base image from the root filesystem: OCI image layout + docker-archive (factory.oci).
     OCI = "oci"
+    # A PXE boot + HTTP install tree for bare metal from the install media (factory/pxe.py).
+    PXE = "pxe"
 
 
 class UploadMethod(StrEnum):
@@ -369,6 +371,15 @@ class Registry(Strict):
     timeout: Annotated[int, Field(gt=0)] = 1800
 
 
+class Pxe(Strict):
+    """The PXE tree (`export: [pxe]`): where its http/ folder will be served from, and boot arguments."""
+
+    # The URL of the tree's http/ folder on the PXE/HTTP server (the boot configs and kickstart name it).
+    base_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+(/\S*)?$")]
+    # Extra installer kernel arguments for the PXE boot entries (after inst.ks, inst.repo, console=).
+    extra_args: tuple[str, ...] = ()
+
+
 class Spec(Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")]
     description: str = ""
@@ -384,6 +395,7 @@ class Spec(Strict):
     export: tuple[ExportFormat, ...] = (ExportFormat.QCOW2,)
     container: Container = Container()
     registry: Registry | None = None
+    pxe: Pxe | None = None
     aws: Aws | None = None
     ova: Ova = Ova()
     vsphere: Vsphere | None = None
@@ -420,12 +432,14 @@ class Spec(Strict):
     @model_validator(mode="after")
     def _target_exports(self) -> Spec:
         # Every target publishes one export: say so now, not after an hour of install.
-        needs = {"vsphere": ExportFormat.OVA}
+        needs = {"vsphere": ExportFormat.OVA, "registry": ExportFormat.OCI}
         if self.openstack is not None:
             needs["openstack"] = ExportFormat(self.openstack.disk_format)
         for key, fmt in needs.items():
             if getattr(self, key) is not None and fmt not in self.export:
                 raise ValueError(f"{key}: publishes the {fmt} export: add {fmt} to `export`")
+        if ExportFormat.PXE in self.export and self.pxe is None:
+            raise ValueError("export: pxe needs a `pxe:` section with base_url (where its http/ is served)")
         return self
 
     def digest(self) -> str:

@@ -39,6 +39,7 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "mcopy": ("mtools", "mtools"),
     # The raw export's block map (bmap-tools: `bmaptool create`, `bmaptool copy` to a physical disk).
     "bmaptool": ("bmap-tools", "bmap-tools"),
+    "grub-mkimage": ("grub-common", "grub2-tools"),
     "mmd": ("mtools", "mtools"),
     "mkfs.fat": ("dosfstools", "dosfstools"),
     # Files, not programs (hostdeps checks an absolute path for existence): the testbed's BIOS boot loader.
