@@ -82,8 +82,14 @@ def test_pxe_tree(tmp_path: Path, sealed: Path) -> None:
     assert efi[:2] == b"MZ" and b"PE\0\0" in efi[:512]  # a PE/COFF EFI application
     assert (tree / "http/ks/tb.ks").read_text() == KS.replace("cdrom\n", f"url --url={BASE}/tb/\n")
     readme = (tree / "README.txt").read_text()
-    for command in ("dnsmasq --no-daemon", "--dhcp-boot=tag:efi64,grubx64.efi", "cobbler distro add --name=tb",
-                    "cobbler profile add --name=tb --distro=tb", "python3 -m http.server"):  # fmt: skip
+    commands = (
+        "dnsmasq --no-daemon",
+        "--dhcp-boot=tag:efi64,grubx64.efi",
+        "cobbler distro add --name=tb",
+        "cobbler profile add --name=tb --distro=tb",
+        "python3 -m http.server",
+    )
+    for command in commands:
         assert command in readme
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["artifacts"][0]["sha256"] == art.sha256
