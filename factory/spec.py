@@ -41,6 +41,9 @@ class Accel(StrEnum):
 class BootMode(StrEnum):
     KERNEL = "kernel"  # boot the ISO's kernel+initrd directly: nothing is typed
     SERIAL_PROMPT = "serial-prompt"  # remastered ISO, boot line typed over the serial console
+    # Network install, no ISO attached: QEMU's iPXE ROM -> QEMU's TFTP -> pxelinux -> the installer, which
+    # fetches the kickstart and the install source (inst.repo=http://) from the factory's server.
+    PXE = "pxe"
 
 
 class Kernel(StrEnum):
@@ -438,6 +441,8 @@ class Spec(Strict):
         for key, fmt in needs.items():
             if getattr(self, key) is not None and fmt not in self.export:
                 raise ValueError(f"{key}: publishes the {fmt} export: add {fmt} to `export`")
+        if self.boot.mode is BootMode.PXE and self.vm.firmware is Firmware.UEFI:
+            raise ValueError("boot.mode: pxe installs with BIOS firmware only (set vm.firmware: bios)")
         if ExportFormat.PXE in self.export and self.pxe is None:
             raise ValueError("export: pxe needs a `pxe:` section with base_url (where its http/ is served)")
         return self

@@ -106,7 +106,7 @@ BAD_FIELDS: list[tuple[str, Any, str]] = [
     ("vm.disk_gib", 0, "vm.disk_gib: Input should be greater than or equal to 1"),
     ("vm.firmware", "efi", "vm.firmware: Input should be 'bios' or 'uefi'"),
     ("vm.accel", "hvf", "vm.accel: Input should be 'auto', 'kvm' or 'tcg'"),
-    ("boot.mode", "pxe", "boot.mode: Input should be 'kernel' or 'serial-prompt'"),
+    ("boot.mode", "http", "boot.mode: Input should be 'kernel', 'serial-prompt' or 'pxe'"),
     ("boot.extra_args", "quiet", "boot.extra_args: Input should be a valid tuple"),
     ("timeouts.install", 0, "timeouts.install: Input should be greater than 0"),
     ("timeouts.idle", -1, "timeouts.idle: Input should be greater than 0"),
@@ -327,3 +327,11 @@ def test_bad_file(tmp_path: Path, case: str, content: bytes | None, message: str
         load_spec(path)
     assert info.value.exit_code == EXIT_USAGE
     assert message in info.value.message
+
+
+def test_uefi_pxe_install_is_refused_up_front(tmp_path: Path) -> None:
+    # boot.mode pxe boots pxelinux (BIOS): a UEFI spec must not get as far as QEMU (OVMF + GRUB net boot).
+    raw = mutate(mutate(base(), "boot.mode", "pxe"), "vm.firmware", "uefi")
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, raw))
+    assert any("boot.mode: pxe installs with BIOS firmware only" in p for p in info.value.problems)
