@@ -38,6 +38,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("build", type=Path)
+    parser.add_argument("--image", type=Path, help="the disk to export (default: the sealed image)")
     parser.add_argument(
         "--spec", type=Path, default=Path(__file__).resolve().parents[1] / "specs/testbed.yaml"
     )

@@ -27,7 +27,7 @@ from rich.console import Console as RichConsole
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from factory import accel, digest, media, monitor, qemu, sshkey, tools
-from factory.errors import FactoryError, InstallError, MediaError
+from factory.errors import FactoryError, InstallError, MediaError, ToolError
 from factory.kickstart.flatten import flatten_for_spec
 from factory.ksserver import KickstartServer
 from factory.media import MediaResult
@@ -85,27 +85,45 @@ def pxe_boot_args(spec: Spec, ks_url: str, repo_url: str) -> str:
     )
 
 
-PXELINUX = Path("/usr/lib/PXELINUX/pxelinux.0")
-LDLINUX = Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")
+def pxe_tftp_tree(
+    tftp: Path, kernel: Path, initrd: Path, args: str, *, firmware: str, ovmf: Path = qemu.OVMF
+) -> tuple[Path, str]:
+    """What QEMU's TFTP serves for a network install, and the boot file DHCP names.
 
+    BIOS: pxelinux and its config (QEMU's iPXE ROM loads pxelinux.0). UEFI: a GRUB EFI network image and its
+    grub.cfg (OVMF's iPXE EFI driver loads grubx64.efi). Both boot the medium's pxeboot kernel and initrd.
+    """
+    from factory import pxe
 
-def pxe_tftp_tree(tftp: Path, kernel: Path, initrd: Path, args: str) -> Path:
-    """What QEMU's TFTP serves for a BIOS network install: pxelinux, its config, the installer."""
-    for path, package in ((PXELINUX, "pxelinux"), (LDLINUX, "syslinux-common")):
-        if not path.is_file():
-            raise FactoryError(
-                f"{path} not found: boot.mode pxe needs it (Debian/Ubuntu: apt-get install {package})"
-            )
-    (tftp / "pxelinux.cfg").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PXELINUX, tftp / "pxelinux.0")
-    shutil.copyfile(LDLINUX, tftp / "ldlinux.c32")
+    tftp.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(kernel, tftp / "vmlinuz")
     shutil.copyfile(initrd, tftp / "initrd.img")
+    if firmware == "uefi":
+        if not ovmf.is_file():
+            raise ToolError(
+                f"{ovmf} not found: a UEFI network install needs OVMF (Debian/Ubuntu: apt-get install ovmf; "
+                "Fedora/RHEL: dnf install edk2-ovmf), or set vm.firmware: bios"
+            )
+        (tftp / "grub").mkdir(exist_ok=True)
+        (tftp / "grub" / "grub.cfg").write_text(
+            "serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n"
+            f"set timeout=0\nmenuentry install {{\n  linux /vmlinuz {args}\n  initrd /initrd.img\n}}\n"
+        )
+        pxe.grub_efi_image(tftp / "grubx64.efi")
+        return tftp, "grubx64.efi"
+    for path, package in ((pxe.PXELINUX, "pxelinux"), (pxe.LDLINUX, "syslinux-common")):
+        if not path.is_file():
+            raise ToolError(
+                f"{path} not found: boot.mode pxe needs it (Debian/Ubuntu: apt-get install {package})"
+            )
+    (tftp / "pxelinux.cfg").mkdir(exist_ok=True)
+    shutil.copyfile(pxe.PXELINUX, tftp / "pxelinux.0")
+    shutil.copyfile(pxe.LDLINUX, tftp / "ldlinux.c32")
     (tftp / "pxelinux.cfg" / "default").write_text(
         f"serial 0 115200\ndefault install\nprompt 0\ntimeout 0\nlabel install\n  kernel vmlinuz\n"
         f"  append initrd=initrd.img {args}\n"
     )
-    return tftp
+    return tftp, "pxelinux.0"
 
 
 def install(
@@ -230,12 +248,16 @@ def _run_vm(
         )
         args = boot_args(spec, media_result.volume_label, ks.guest_url(ks_path_for_guest))
         serial = spec.boot.mode is BootMode.SERIAL_PROMPT
-        tftp = None
+        tftp, bootfile = None, None
         if plan.repo is not None:
             args = pxe_boot_args(spec, ks.guest_url(ks_path_for_guest), ks.guest_url(ks.repo_path))
             pxeboot = plan.repo / "images" / "pxeboot"
-            tftp = pxe_tftp_tree(
-                plan.disk.parent / ".boot" / "tftp", pxeboot / "vmlinuz", pxeboot / "initrd.img", args
+            tftp, bootfile = pxe_tftp_tree(
+                plan.disk.parent / ".boot" / "tftp",
+                pxeboot / "vmlinuz",
+                pxeboot / "initrd.img",
+                args,
+                firmware=spec.vm.firmware.value,
             )
         direct = not serial and tftp is None  # -kernel/-initrd/-append: boot.mode kernel
         cfg = qemu.VmConfig(
@@ -257,7 +279,7 @@ def _run_vm(
             else media_result.iso,
             boot_order="d" if serial else "n" if tftp else None,
             tftp_root=tftp,
-            bootfile="pxelinux.0" if tftp else None,
+            bootfile=bootfile,
             anaconda_log=artifacts[1],
             no_reboot=True,
             name=f"factory-install-{build.spec_name}",

@@ -132,6 +132,19 @@ The installer boots with:
 """
 
 
+def grub_efi_image(out: Path) -> Path:
+    """A GRUB EFI network image: loaded over TFTP, it reads grub/grub.cfg from the same TFTP root."""
+    if not GRUB_EFI_MODULES.is_dir():
+        raise ToolError(
+            f"{GRUB_EFI_MODULES} not found: install it (Debian/Ubuntu: apt-get install grub-efi-amd64-bin)"
+        )
+    tools.run(
+        ["grub-mkimage", "-O", "x86_64-efi", "-d", GRUB_EFI_MODULES, "-p", "/grub", "-o", out, *GRUB_MODULES],
+        timeout=120,
+    )
+    return out
+
+
 def _extract(iso: Path, src: str, dest: Path) -> None:
     tools.run(
         ["xorriso", "-osirrox", "on", "-indev", iso, "-extract", src, dest],
@@ -197,17 +210,9 @@ def stage_pxe(spec: Spec, iso: Path, kickstart_text: str, staging: Path) -> PxeT
     args = boot_args(spec, base_url)
     (tftp / "pxelinux.cfg").mkdir()
     (tftp / "pxelinux.cfg" / "default").write_text(pxelinux_cfg(spec, args))
-    if not GRUB_EFI_MODULES.is_dir():
-        raise ToolError(
-            f"{GRUB_EFI_MODULES} not found: install it (Debian/Ubuntu: apt-get install grub-efi-amd64-bin)"
-        )
     (tftp / "grub").mkdir()
     (tftp / "grub" / "grub.cfg").write_text(grub_cfg(spec, args))
-    tools.run(
-        ["grub-mkimage", "-O", "x86_64-efi", "-d", GRUB_EFI_MODULES, "-p", "/grub",
-         "-o", tftp / "grubx64.efi", *GRUB_MODULES],
-        timeout=120,
-    )  # fmt: skip
+    grub_efi_image(tftp / "grubx64.efi")
     (http / "ks").mkdir(parents=True)
     _extract(iso, "/", http / n)
     _writable(http / n)

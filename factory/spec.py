@@ -441,8 +441,6 @@ class Spec(Strict):
         for key, fmt in needs.items():
             if getattr(self, key) is not None and fmt not in self.export:
                 raise ValueError(f"{key}: publishes the {fmt} export: add {fmt} to `export`")
-        if self.boot.mode is BootMode.PXE and self.vm.firmware is Firmware.UEFI:
-            raise ValueError("boot.mode: pxe installs with BIOS firmware only (set vm.firmware: bios)")
         if ExportFormat.PXE in self.export and self.pxe is None:
             raise ValueError("export: pxe needs a `pxe:` section with base_url (where its http/ is served)")
         return self

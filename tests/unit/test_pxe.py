@@ -116,3 +116,60 @@ def test_el7_shaped_medium_missing_its_initrd(tmp_path: Path, sealed: Path) -> N
 def test_pxe_without_medium(tmp_path: Path, sealed: Path) -> None:
     with pytest.raises(ExportError, match=r"export: pxe needs the build's install medium"):
         export.export(make_spec(tmp_path), sealed, digest.sha256_file(sealed), tmp_path / "out")
+
+
+# --- boot.mode pxe: what QEMU's TFTP serves for the network install --------------------------------------
+
+
+def _installer(tmp_path: Path) -> tuple[Path, Path]:
+    (tmp_path / "vmlinuz").write_bytes(b"kernel")
+    (tmp_path / "initrd.img").write_bytes(b"initrd")
+    return tmp_path / "vmlinuz", tmp_path / "initrd.img"
+
+
+def test_bios_network_install_tree(tmp_path: Path) -> None:
+    from factory import install
+
+    kernel, initrd = _installer(tmp_path)
+    tftp, bootfile = install.pxe_tftp_tree(
+        tmp_path / "tftp", kernel, initrd, "inst.ks=K inst.repo=R", firmware="bios"
+    )
+    assert bootfile == "pxelinux.0"
+    assert sorted(p.name for p in tftp.iterdir()) == [
+        "initrd.img",
+        "ldlinux.c32",
+        "pxelinux.0",
+        "pxelinux.cfg",
+        "vmlinuz",
+    ]
+    cfg = (tftp / "pxelinux.cfg" / "default").read_text()
+    assert "serial 0 115200\n" in cfg and "  append initrd=initrd.img inst.ks=K inst.repo=R\n" in cfg
+
+
+def test_uefi_network_install_tree(tmp_path: Path) -> None:
+    from factory import install
+
+    kernel, initrd = _installer(tmp_path)
+    tftp, bootfile = install.pxe_tftp_tree(
+        tmp_path / "tftp", kernel, initrd, "inst.ks=K inst.repo=R", firmware="uefi"
+    )
+    assert bootfile == "grubx64.efi"
+    assert (tftp / "grubx64.efi").read_bytes()[:2] == b"MZ"
+    grub = (tftp / "grub" / "grub.cfg").read_text()
+    assert "  linux /vmlinuz inst.ks=K inst.repo=R\n  initrd /initrd.img\n" in grub
+    assert "serial --unit=0 --speed=115200" in grub
+
+
+def test_uefi_network_install_without_ovmf(tmp_path: Path) -> None:
+    from factory import install
+    from factory.errors import EXIT_TOOL, ToolError
+
+    kernel, initrd = _installer(tmp_path)
+    with pytest.raises(
+        ToolError, match=r"a UEFI network install needs OVMF \(Debian/Ubuntu: apt-get install ovmf"
+    ) as err:
+        install.pxe_tftp_tree(
+            tmp_path / "tftp", kernel, initrd, "x", firmware="uefi", ovmf=tmp_path / "no-OVMF.fd"
+        )
+    assert err.value.exit_code == EXIT_TOOL
+    assert not (tmp_path / "tftp" / "grubx64.efi").exists()

@@ -327,11 +327,3 @@ def test_bad_file(tmp_path: Path, case: str, content: bytes | None, message: str
         load_spec(path)
     assert info.value.exit_code == EXIT_USAGE
     assert message in info.value.message
-
-
-def test_uefi_pxe_install_is_refused_up_front(tmp_path: Path) -> None:
-    # boot.mode pxe boots pxelinux (BIOS): a UEFI spec must not get as far as QEMU (OVMF + GRUB net boot).
-    raw = mutate(mutate(base(), "boot.mode", "pxe"), "vm.firmware", "uefi")
-    with pytest.raises(SpecError) as info:
-        load_spec(write(tmp_path, raw))
-    assert any("boot.mode: pxe installs with BIOS firmware only" in p for p in info.value.problems)

@@ -11,7 +11,7 @@ import pytest
 from factory import install, sshkey, verify
 from factory.media import MediaResult
 from factory.record import BuildDir
-from factory.spec import Spec
+from factory.spec import Firmware, Spec
 
 pytestmark = pytest.mark.vm
 
@@ -37,3 +37,18 @@ def test_pxe_install_then_verify(
     # The same gate as a CD-ROM install: boot the disk and run the acceptance suite.
     vres = verify.verify(spec, result.disk, build_dir, key=sshkey.load(build_dir.path))
     assert vres.passed, vres.summary
+
+
+def test_uefi_pxe_install(
+    testbed_spec: Callable[..., Spec], testbed_media: MediaResult, build_dir: BuildDir
+) -> None:
+    # OVMF's iPXE EFI driver -> grubx64.efi over QEMU's TFTP -> the installer. (The testbed installs a BIOS
+    # boot loader, extlinux, so its disk is verified by the BIOS test above, not booted under UEFI here.)
+    base = testbed_spec("pxe")
+    spec = base.model_copy(update={"vm": base.vm.model_copy(update={"firmware": Firmware.UEFI})})
+    result = install.install(spec, testbed_media, build_dir)
+    assert result.disk.is_file() and result.packages > 0
+    console = (build_dir.path / "console.log").read_text(errors="replace")
+    assert "grubx64.efi" in console and "PXELINUX" not in console
+    assert "Fetching the installation source from http://10.0.2.2:" in console
+    assert "Installation complete" in console
