@@ -41,6 +41,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="image spec whose `expect` section drives tests/images (the acceptance suite)",
     )
+    parser.addoption(
+        "--profile",
+        action="store",
+        default="machine",
+        choices=("machine", "container"),
+        help="machine: a booted image over SSH; container: a root filesystem (testinfra chroot backend)",
+    )
 
 
 def _spec_option(config: pytest.Config) -> Spec | None:
@@ -85,7 +92,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    from factory.checks import CHECK_NAMES, skip_reason
+    from factory.checks import CHECK_NAMES, profile_skip_reason, skip_reason
 
     suite = [i for i in items if isinstance(i, pytest.Function) and _in_suite(i.path)]
     if not suite:
@@ -97,7 +104,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         name = item.originalname.removeprefix("test_")
         if name not in CHECK_NAMES:
             raise pytest.UsageError(f"{item.nodeid}: {name!r} is not a check in factory.checks.CHECKS")
-        reason = skip_reason(spec, name)
+        reason = profile_skip_reason(config.getoption("profile"), name) or skip_reason(spec, name)
         if reason is not None:
             item.add_marker(pytest.mark.skip(reason=reason))
 

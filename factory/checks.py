@@ -15,11 +15,21 @@ from dataclasses import dataclass
 from factory.errors import VerifyError
 from factory.spec import Spec
 
+MACHINE = "machine"  # a booted image, over SSH
+CONTAINER = "container"  # a container's root filesystem, through testinfra's chroot backend
+PROFILES = (MACHINE, CONTAINER)
+
 
 @dataclass(frozen=True)
 class Check:
     name: str
     description: str
+    # Which profiles run it: a container has no kernel, boot loader, services or mounts to look at.
+    profiles: frozenset[str] = frozenset({MACHINE})
+
+
+BOTH = frozenset({MACHINE, CONTAINER})
+CONTAINER_ONLY = frozenset({CONTAINER})
 
 
 CHECKS: tuple[Check, ...] = (
@@ -28,23 +38,28 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check("default_kernel", "the boot loader's default kernel is the declared flavour (RHCK or UEK)"),
     Check("running_kernel", "the running kernel (uname -r) is the declared flavour (RHCK or UEK)"),
-    Check("packages_required", "every package in expect.packages_required is installed"),
-    Check("packages_forbidden", "no package in expect.packages_forbidden is installed"),
+    Check("packages_required", "every package in expect.packages_required is installed", BOTH),
+    Check("packages_forbidden", "no package in expect.packages_forbidden is installed", BOTH),
     Check("services_enabled", "every service in expect.services_enabled starts at boot"),
     Check("services_running", "every service in expect.services_running is running"),
     Check("ssh_service", "the SSH service (expect.ssh_service) is enabled and running"),
-    Check("root_password", "root's password is locked or hashed as expect.root_password says"),
+    Check("root_password", "root's password is locked or hashed as expect.root_password says", BOTH),
     Check(
-        "no_cleartext_password", "no account has an empty or clear-text password; no kickstart copy has one"
+        "no_cleartext_password",
+        "no account has an empty or clear-text password; no kickstart copy has one",
+        BOTH,
     ),
     Check("serial_console", "the kernel command line has console=ttyS0"),
     Check("selinux_mode", "getenforce reports the declared SELinux mode"),
     Check("cloud_init", "cloud-init is installed (AWS targets)"),
-    Check("no_kickstart_left", "no installer kickstart copy is left; anaconda's own copy is root-only"),
-    Check("no_private_keys", "no private key material under /root, /home, /tmp or /var/tmp"),
+    Check("no_kickstart_left", "no installer kickstart copy is left; anaconda's own copy is root-only", BOTH),
+    Check("no_private_keys", "no private key material under /root, /home, /tmp or /var/tmp", BOTH),
     Check("filesystems", "each declared filesystem is mounted with its type and at least its size"),
     Check("ena_module", "with aws.ena: the running kernel has the ena driver (module or built in)"),
     Check("nvme_initramfs", "with aws.ena (Nitro): nvme is built into the kernel or is in its initramfs"),
+    Check("no_kernel", "no kernel, initramfs, boot loader or modules (/boot, /lib/modules)", CONTAINER_ONLY),
+    Check("no_host_keys", "no SSH host keys (each container must not share them)", CONTAINER_ONLY),
+    Check("no_machine_id", "/etc/machine-id is absent or empty", CONTAINER_ONLY),
 )
 
 CHECK_NAMES: frozenset[str] = frozenset(c.name for c in CHECKS)
@@ -76,6 +91,14 @@ def require_known_skips(spec: Spec) -> None:
         raise VerifyError(
             f"{spec.source}: expect.skip names unknown check(s) {', '.join(unknown)} (known: {known})"
         )
+
+
+def profile_skip_reason(profile: str, name: str) -> str | None:
+    """Why check `name` does not run in `profile`, or None when it does."""
+    check = next(c for c in CHECKS if c.name == name)
+    if profile in check.profiles:
+        return None
+    return f"not part of the {profile} profile"
 
 
 def skip_reason(spec: Spec, name: str) -> str | None:

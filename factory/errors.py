@@ -115,5 +115,9 @@ class OpenstackError(PublishError):
     exit_code = EXIT_OPENSTACK
 
 
+class RegistryError(PublishError):
+    """A container registry refused, was unreachable, or lost a tag (exit 9, as any publishing target)."""
+
+
 class Interrupted(FactoryError):
     exit_code = EXIT_INTERRUPTED

@@ -26,7 +26,7 @@ from rich.console import Console as RichConsole
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from factory import accel, bootprompt, digest, media, monitor, qemu, sshkey, tools
-from factory.errors import FactoryError, InstallError
+from factory.errors import FactoryError, InstallError, MediaError, ToolError
 from factory.kickstart.flatten import flatten_for_spec
 from factory.ksserver import KickstartServer
 from factory.media import MediaResult
@@ -80,6 +80,54 @@ def boot_args(spec: Spec, volume_label: str, ks_url: str) -> str:
     return " ".join(boot_arg_list(spec, volume_label, ks_url))
 
 
+def pxe_boot_args(spec: Spec, ks_url: str, repo_url: str) -> str:
+    """A network install's kernel arguments: no medium attached, the install source over HTTP."""
+    return " ".join(
+        [f"inst.ks={ks_url}", f"inst.repo={repo_url}", "inst.text", "console=ttyS0", *spec.boot.extra_args]
+    )
+
+
+def pxe_tftp_tree(
+    tftp: Path, kernel: Path, initrd: Path, args: str, *, firmware: str, ovmf: Path = qemu.OVMF
+) -> tuple[Path, str]:
+    """What QEMU's TFTP serves for a network install, and the boot file DHCP names.
+
+    BIOS: pxelinux and its config (QEMU's iPXE ROM loads pxelinux.0). UEFI: a GRUB EFI network image and its
+    grub.cfg (OVMF's iPXE EFI driver loads grubx64.efi). Both boot the medium's pxeboot kernel and initrd.
+    """
+    from factory import pxe
+
+    tftp.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(kernel, tftp / "vmlinuz")
+    shutil.copyfile(initrd, tftp / "initrd.img")
+    if firmware == "uefi":
+        if not ovmf.is_file():
+            raise ToolError(
+                f"{ovmf} not found: a UEFI network install needs OVMF (Debian/Ubuntu: apt-get install ovmf; "
+                "Fedora/RHEL: dnf install edk2-ovmf), or set vm.firmware: bios"
+            )
+        (tftp / "grub").mkdir(exist_ok=True)
+        (tftp / "grub" / "grub.cfg").write_text(
+            "serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n"
+            f"set timeout=0\nmenuentry install {{\n  linux /vmlinuz {args}\n  initrd /initrd.img\n}}\n"
+        )
+        pxe.grub_efi_image(tftp / "grubx64.efi")
+        return tftp, "grubx64.efi"
+    for path, package in ((pxe.PXELINUX, "pxelinux"), (pxe.LDLINUX, "syslinux-common")):
+        if not path.is_file():
+            raise ToolError(
+                f"{path} not found: boot.mode pxe needs it (Debian/Ubuntu: apt-get install {package})"
+            )
+    (tftp / "pxelinux.cfg").mkdir(exist_ok=True)
+    shutil.copyfile(pxe.PXELINUX, tftp / "pxelinux.0")
+    shutil.copyfile(pxe.LDLINUX, tftp / "ldlinux.c32")
+    (tftp / "pxelinux.cfg" / "default").write_text(
+        f"serial 0 115200\ndefault install\nprompt 0\ntimeout 0\nlabel install\n  kernel vmlinuz\n"
+        f"  append initrd=initrd.img {args}\n"
+    )
+    return tftp, "pxelinux.0"
+
+
 def install(
     spec: Spec,
     media_result: MediaResult,
@@ -107,8 +155,21 @@ def install(
         kickstart = flatten_for_spec(spec).text
         served = kickstart + sshkey.post_snippet(key)
         tools.run(["qemu-img", "create", "-q", "-f", "qcow2", part, f"{spec.vm.disk_gib}G"], timeout=60)
+        repo = None
+        if spec.boot.mode is BootMode.PXE:
+            # No medium in the VM: its files are served over HTTP, its network boot files over TFTP.
+            repo = boot_dir / "repo"
+            tools.run(
+                ["xorriso", "-osirrox", "on", "-indev", media_result.iso, "-extract", "/", repo], timeout=600
+            )
+            for name in ("vmlinuz", "initrd.img"):
+                if not (repo / "images" / "pxeboot" / name).is_file():
+                    raise MediaError(
+                        f"{media_result.iso}: no images/pxeboot/{name}: boot.mode pxe needs the medium's "
+                        "network boot files"
+                    )
         with _reporter(progress) as report:
-            plan = _Plan(kernel, initrd, chosen, part, served)
+            plan = _Plan(kernel, initrd, chosen, part, served, repo)
             guest_seconds, packages, repairs = _run_vm(
                 spec, media_result, build, plan, report,
                 keep_on_error=keep_on_error, ks_path_for_guest=ks_path_for_guest,
@@ -118,6 +179,8 @@ def install(
         part.unlink(missing_ok=True)
         for f in (kernel_path := boot_dir / "vmlinuz", boot_dir / "initrd.img"):
             f.unlink(missing_ok=True)
+        for folder in (boot_dir / "repo", boot_dir / "tftp"):
+            _remove_tree(folder)
         with contextlib.suppress(OSError):
             kernel_path.parent.rmdir()
     return InstallResult(
@@ -141,6 +204,16 @@ class _Plan:
     accel: str
     disk: Path  # the temporary qcow2
     served: str  # the kickstart text as served (with the build-key %post)
+    repo: Path | None = None  # boot.mode pxe: the medium's files, served over HTTP
+
+
+def _remove_tree(folder: Path) -> None:
+    if folder.is_dir():
+        # xorriso extracts the medium's read-only folder modes: make them writable to remove them.
+        for root, dirs, _ in os.walk(folder):
+            for d in dirs:
+                os.chmod(Path(root) / d, 0o755)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run_vm(
@@ -172,13 +245,28 @@ def _run_vm(
 
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(remove_sockets)
-        ks = cleanup.enter_context(KickstartServer(plan.served, build.path / "ks-requests.log"))
+        ks = cleanup.enter_context(
+            KickstartServer(plan.served, build.path / "ks-requests.log", repo=plan.repo)
+        )
         arg_list = boot_arg_list(spec, media_result.volume_label, ks.guest_url(ks_path_for_guest))
         args = " ".join(arg_list)
         serial = spec.boot.mode is BootMode.SERIAL_PROMPT
-        # serial-prompt boots the remastered copy (serial isolinux with a plain boot: prompt, serial GRUB).
-        cdrom = media.remaster_for_serial(media_result.iso) if serial else media_result.iso
-        line = bootprompt.plan(cdrom, sockets, arg_list) if serial else None
+        tftp, bootfile = None, None
+        if plan.repo is not None:
+            args = pxe_boot_args(spec, ks.guest_url(ks_path_for_guest), ks.guest_url(ks.repo_path))
+            pxeboot = plan.repo / "images" / "pxeboot"
+            tftp, bootfile = pxe_tftp_tree(
+                plan.disk.parent / ".boot" / "tftp",
+                pxeboot / "vmlinuz",
+                pxeboot / "initrd.img",
+                args,
+                firmware=spec.vm.firmware.value,
+            )
+        direct = not serial and tftp is None  # -kernel/-initrd/-append: boot.mode kernel
+        # serial-prompt boots the remastered copy (serial isolinux with a plain boot: prompt, serial GRUB);
+        # pxe boots from QEMU's TFTP with no medium attached.
+        cdrom = None if tftp else media.remaster_for_serial(media_result.iso) if serial else media_result.iso
+        line = bootprompt.plan(cdrom, sockets, arg_list) if serial and cdrom is not None else None
         cfg = qemu.VmConfig(
             serial_socket=sockets / "console.sock",
             qmp_socket=sockets / "qmp.sock",
@@ -186,12 +274,14 @@ def _run_vm(
             cpus=spec.vm.cpus,
             accel="kvm" if plan.accel == "kvm" else "tcg",
             firmware="uefi" if spec.vm.firmware.value == "uefi" else "bios",
-            kernel=None if serial else plan.kernel,
-            initrd=None if serial else plan.initrd,
-            append=None if serial else args,
+            kernel=plan.kernel if direct else None,
+            initrd=plan.initrd if direct else None,
+            append=args if direct else None,
             disks=(qemu.Disk(plan.disk),),
             cdrom=cdrom,
-            boot_order="d" if serial else None,
+            boot_order="d" if serial else "n" if tftp else None,
+            tftp_root=tftp,
+            bootfile=bootfile,
             anaconda_log=artifacts[1],
             no_reboot=True,
             name=f"factory-install-{build.spec_name}",

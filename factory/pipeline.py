@@ -232,8 +232,14 @@ class Runner:
         self.outcome.image_sha256 = seal_result["sealed_sha256"]
         if self._must_run(build, "export"):
             with self._stage("export", build) as holder:
+                media_result = (build.stage("media") or {}).get("result") or {}
                 holder["result"] = export.export(
-                    spec, sealed, seal_result["sealed_sha256"], build.path / "export"
+                    spec,
+                    sealed,
+                    seal_result["sealed_sha256"],
+                    build.path / "export",
+                    build_id=build.build_id,
+                    iso=Path(media_result["iso"]) if media_result.get("iso") else None,
                 )
         else:
             self._skip("export")

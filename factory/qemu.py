@@ -73,6 +73,9 @@ class VmConfig:
     # QEMU's -boot order letters: "c" disk, "d" cdrom, "n" network; None = firmware default.
     boot_order: str | None = None
     network: bool = True
+    # Network boot: QEMU's built-in TFTP server serves this folder, and DHCP names `bootfile` in it.
+    tftp_root: Path | None = None
+    bootfile: str | None = None
     hostfwd: tuple[HostFwd, ...] = ()
     # The installer's log port (virtio-serial, org.fedoraproject.anaconda.log.0) written to this file.
     anaconda_log: Path | None = None
@@ -117,6 +120,10 @@ def command(cfg: VmConfig, qemu: str = QEMU) -> list[str]:
         argv += ["-boot", f"order={cfg.boot_order}"]
     if cfg.network:
         netdev = "user,id=net0"
+        if cfg.tftp_root is not None:
+            netdev += f",tftp={_opt(cfg.tftp_root)}"
+            if cfg.bootfile is not None:
+                netdev += f",bootfile={_opt(cfg.bootfile)}"
         for fwd in cfg.hostfwd:
             # Bound to 127.0.0.1 only: nothing outside this host reaches the guest.
             netdev += f",hostfwd=tcp:127.0.0.1:{fwd.host_port}-:{fwd.guest_port}"

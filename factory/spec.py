@@ -41,6 +41,9 @@ class Accel(StrEnum):
 class BootMode(StrEnum):
     KERNEL = "kernel"  # boot the ISO's kernel+initrd directly: nothing is typed
     SERIAL_PROMPT = "serial-prompt"  # remastered ISO, boot line typed over the serial console
+    # Network install, no ISO attached: QEMU's iPXE ROM -> QEMU's TFTP -> pxelinux -> the installer, which
+    # fetches the kickstart and the install source (inst.repo=http://) from the factory's server.
+    PXE = "pxe"
 
 
 class Kernel(StrEnum):
@@ -62,6 +65,10 @@ class ExportFormat(StrEnum):
     VMDK = "vmdk"
     VHD = "vhd"
     OVA = "ova"  # OVF 1.0 envelope + streamOptimized VMDK + SHA256 manifest, in one tar (factory/ova.py)
+    # A container base image from the root filesystem: OCI image layout + docker-archive (factory.oci).
+    OCI = "oci"
+    # A PXE boot + HTTP install tree for bare metal from the install media (factory/pxe.py).
+    PXE = "pxe"
 
 
 class UploadMethod(StrEnum):
@@ -298,6 +305,37 @@ NO_ENA: dict[tuple[str, str], str] = {
 }
 
 
+class Container(Strict):
+    """The container base image (`export: [oci]`): what of the installed tree it leaves out, how it runs."""
+
+    # Absolute glob patterns of what only a booting machine needs; None: the OS's default
+    # (factory.oci.build.DEFAULT_EXCLUDE). "/boot/*" keeps an empty /boot, "/boot" drops it.
+    exclude: tuple[str, ...] | None = None
+    # Added to the default list instead of replacing it.
+    exclude_extra: tuple[str, ...] = ()
+    cmd: tuple[str, ...] | None = None  # None: /bin/bash on EL, /bin/sh on the testbed
+    env: tuple[str, ...] = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+    # org.opencontainers.image.source (where the image's definition lives); None: the spec's path.
+    source: str | None = None
+    labels: dict[str, str] = {}
+
+    @field_validator("exclude", "exclude_extra")
+    @classmethod
+    def _absolute(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for pattern in v or ():
+            if not pattern.startswith("/") or pattern == "/":
+                raise ValueError(f"{pattern!r}: patterns are absolute paths in the image, not / itself")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for item in v:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", item):
+                raise ValueError(f"{item!r} is not KEY=value")
+        return v
+
+
 class Ova(Strict):
     """The virtual hardware an OVA describes (CPUs, memory and firmware come from `vm`)."""
 
@@ -389,6 +427,34 @@ class Openstack(Strict):
         return self
 
 
+class Registry(Strict):
+    """A container registry the `oci` export is pushed to with skopeo: tags are build ids and `latest`."""
+
+    # host[:port], no scheme (skopeo's docker:// transport): registry.example.com, 127.0.0.1:5000
+    url: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+(:\d{1,5})?$")]
+    # The distribution spec's repository name grammar: lowercase path components.
+    repository: Annotated[str, Field(pattern=r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")]
+    # Build tags kept (the newest, this build included); older ones are deleted, never `latest`'s manifest.
+    keep: Annotated[int, Field(ge=1)] = 3
+    # containers-auth.json(5) or a docker config.json; None: skopeo's own lookup (REGISTRY_AUTH_FILE,
+    # $XDG_RUNTIME_DIR/containers/auth.json, ~/.docker/config.json). Its content is never logged.
+    auth_file: Path | None = None
+    # false only for a registry on plain HTTP (a test registry on 127.0.0.1).
+    tls_verify: bool = True
+    latest_tag: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")] = "latest"
+    # Seconds for one push.
+    timeout: Annotated[int, Field(gt=0)] = 1800
+
+
+class Pxe(Strict):
+    """The PXE tree (`export: [pxe]`): where its http/ folder will be served from, and boot arguments."""
+
+    # The URL of the tree's http/ folder on the PXE/HTTP server (the boot configs and kickstart name it).
+    base_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+(/\S*)?$")]
+    # Extra installer kernel arguments for the PXE boot entries (after inst.ks, inst.repo, console=).
+    extra_args: tuple[str, ...] = ()
+
+
 class Spec(Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")]
     description: str = ""
@@ -404,6 +470,9 @@ class Spec(Strict):
     keep_uek: bool = False
     expect: Expect = Expect()
     export: tuple[ExportFormat, ...] = (ExportFormat.QCOW2,)
+    container: Container = Container()
+    registry: Registry | None = None
+    pxe: Pxe | None = None
     aws: Aws | None = None
     ova: Ova = Ova()
     vsphere: Vsphere | None = None
@@ -452,12 +521,14 @@ class Spec(Strict):
     @model_validator(mode="after")
     def _target_exports(self) -> Spec:
         # Every target publishes one export: say so now, not after an hour of install.
-        needs = {"vsphere": ExportFormat.OVA}
+        needs = {"vsphere": ExportFormat.OVA, "registry": ExportFormat.OCI}
         if self.openstack is not None:
             needs["openstack"] = ExportFormat(self.openstack.disk_format)
         for key, fmt in needs.items():
             if getattr(self, key) is not None and fmt not in self.export:
                 raise ValueError(f"{key}: publishes the {fmt} export: add {fmt} to `export`")
+        if ExportFormat.PXE in self.export and self.pxe is None:
+            raise ValueError("export: pxe needs a `pxe:` section with base_url (where its http/ is served)")
         return self
 
     def digest(self) -> str:

@@ -32,10 +32,18 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "dpkg-deb": ("dpkg", "dpkg"),
     # Seal's offline re-check reads an xfs/LVM sealed disk (EL) with libguestfs.
     "guestfish": ("libguestfs-tools", "guestfs-tools"),
+    # The OCI export of a disk that is not one ext filesystem (xfs, LVM: EL 7) reads it with virt-tar-out.
+    "virt-tar-out": ("libguestfs-tools", "guestfs-tools"),
+    "sfdisk": ("fdisk", "util-linux"),
+    "skopeo": ("skopeo", "skopeo"),
+    "umoci": ("umoci", "umoci"),
+    "docker-registry": ("docker-registry", "docker-distribution"),
     # The serial remaster edits grub.cfg inside EL7's FAT EFI boot image (images/efiboot.img) with mtools;
     # the test ISO fixture builds such an image with mkfs.fat + mmd.
     "mcopy": ("mtools", "mtools"),
     "mformat": ("mtools", "mtools"),
+    # The raw export's block map (bmap-tools: `bmaptool create`, `bmaptool copy` to a physical disk).
+    "bmaptool": ("bmap-tools", "bmap-tools"),
     "mmd": ("mtools", "mtools"),
     "mkfs.fat": ("dosfstools", "dosfstools"),
     # The testbed's UEFI boot loader: grub-mkimage links BOOTX64.EFI from grub-efi-amd64-bin's modules.

@@ -47,7 +47,15 @@ def run(args: argparse.Namespace) -> int:
         image = build.path / image
     out_dir = args.out or build.path / "export"
     with build.stage_run("export", inputs=digest.combine(result["sealed_sha256"], spec.digest())) as holder:
-        exported = export.export(spec, image, result["sealed_sha256"], out_dir)
+        media = (build.stage("media") or {}).get("result") or {}
+        exported = export.export(
+            spec,
+            image,
+            result["sealed_sha256"],
+            out_dir,
+            build_id=build.build_id,
+            iso=Path(media["iso"]) if media.get("iso") else None,
+        )
         holder["result"] = exported
     console = Console(highlight=False, soft_wrap=True)
     for art in exported.artifacts:

@@ -18,6 +18,7 @@ REGISTRY: dict[str, str] = {
     "aws": "factory.targets.aws:AwsTarget",
     "vsphere": "factory.targets.vsphere:VsphereTarget",
     "openstack": "factory.targets.openstack:OpenstackTarget",
+    "registry": "factory.targets.registry:RegistryTarget",
 }
 
 

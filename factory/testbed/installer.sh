@@ -6,7 +6,7 @@
 #
 # Two modes, chosen by the kernel command line:
 #   inst.ks=http://...   install onto /dev/vda from the kickstart (testbed.fail=crash|hang|panic|post
-#                        injects a failure)
+#                        injects a failure); the medium is the CD-ROM, or inst.repo=http://... (PXE)
 #   root=/dev/vdXN       the installed system's initramfs: load drivers, mount root, switch_root
 # See docs/testbed.md for the kickstart subset.
 
@@ -233,11 +233,45 @@ http_get() {
 	# The body starts after the first empty (\r\n) line.
 	awk 'body { print; next } /^\r?$/ { body = 1 }' /tmp/http.response >"$2"
 }
+# http_fetch URL FILE: like http_get, binary-safe (tarballs, .debs, kernels): the body is what follows
+# the header's empty line, cut by byte count instead of read as text lines.
+http_fetch() {
+	rest=${1#http://}
+	hostport=${rest%%/*}
+	path=/${rest#*/}
+	[ "$rest" = "$hostport" ] && path=/
+	host=${hostport%:*}
+	port=${hostport##*:}
+	[ "$port" = "$hostport" ] && port=80
+	printf 'GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: testbed-installer\r\n\r\n' "$path" "$hostport" |
+		nc -w 30 "$host" "$port" >/tmp/http.raw 2>>"$LOGFILE" || return 1
+	head -n 1 /tmp/http.raw | grep -q '^HTTP/1\.[01] 200' || { rm -f /tmp/http.raw; return 1; }
+	header=$(awk '{ n += length($0) + 1 } /^\r?$/ { print n; exit }' /tmp/http.raw)
+	tail -c +$((header + 1)) /tmp/http.raw >"$2"
+	rm -f /tmp/http.raw
+}
+# fetch_repo URL: inst.repo=http://... (as anaconda's): the files the install reads from the medium,
+# fetched into $REPO; Packages/ is read from the server's folder listing (one link a line).
+fetch_repo() {
+	STAGE=fetch_repo
+	url=${1%/}
+	say "Fetching the installation source from $url"
+	mkdir -p "$REPO/images" "$REPO/isolinux" "$REPO/Packages"
+	for f in images/install.img images/install.pkgs isolinux/vmlinuz isolinux/initrd.img; do
+		http_fetch "$url/$f" "$REPO/$f" || crash "cannot fetch $f from the installation source inst.repo=$url"
+	done
+	http_fetch "$url/Packages/" /tmp/packages.list || crash "cannot list Packages/ of inst.repo=$url"
+	for deb in $(sed -n 's/.*href="\([^"/]*\.deb\)".*/\1/p' /tmp/packages.list); do
+		http_fetch "$url/Packages/$deb" "$REPO/Packages/$deb" || crash "cannot fetch Packages/$deb from $url"
+	done
+	logline INFO "installation source: $url"
+}
 # Like dracut's initqueue: keep trying for a long time (the server may come up late), with periodic
 # messages; the "Could not boot" warning comes only after 180 s, as in real dracut.
 fetch_kickstart() {
 	STAGE=fetch_kickstart
 	url=$1
+	mkdir -p "${KS%/*}" # /run/install: find_media makes it, but a network install has no medium
 	say "Fetching kickstart from $url"
 	start=$(cut -d. -f1 /proc/uptime)
 	warned=0
@@ -698,12 +732,18 @@ install() {
 	say "testbed installer for TESTBED 1 (a stand-in for anaconda) started on kernel $(uname -r)"
 	# Log-port only (lossless, unlike the serial console under host load): tests compare a typed boot line.
 	logline INFO "kernel command line: $(cat /proc/cmdline)"
-	find_media
+	repo=$(cmdline_arg inst.repo)
+	case "$repo" in
+	"" | cdrom) find_media ;;
+	http://*) ;;
+	*) crash "unsupported inst.repo=$repo (the testbed installs from cdrom or http://)" ;;
+	esac
 	case "$ks" in
 	http://*) network_up; fetch_kickstart "$ks" ;;
 	"") crash "no inst.ks= on the kernel command line: the testbed installer only runs kickstart installs" ;;
 	*) crash "unsupported inst.ks=$ks (the testbed fetches plain http:// only)" ;;
 	esac
+	case "$repo" in http://*) fetch_repo "$repo" ;; esac
 	[ "$FAIL" = panic ] && { say "testbed.fail=panic: crashing the kernel"; echo c >/proc/sysrq-trigger; exit 1; }
 	case "$FAIL" in cmdline | hub | retry | frames | dracut | oops) fail_as "$FAIL" ;; esac
 	mkdir -p "$SCRIPTS"

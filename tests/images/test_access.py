@@ -58,7 +58,10 @@ def test_no_private_keys(host: Host) -> None:
     if not dirs:
         pytest.skip(f"none of {', '.join(KEY_DIRS)} exists")
     # -xdev: never wander into /proc-like mounts; small files only: keys are a few KiB.
+    # One %s per folder: testinfra quotes each argument, and a joined string would be one path that
+    # does not exist (find would then find nothing, and the check could never fail).
+    paths = " ".join(["%s"] * len(dirs))
     found = host.run(
-        "find %s -xdev -type f -size -64k -exec grep -l -e 'PRIVATE KEY-----' {} +", " ".join(dirs)
+        f"find {paths} -xdev -type f -size -64k -exec grep -l -e 'PRIVATE KEY-----' {{}} +", *dirs
     )
     assert found.stdout.split() == [], f"private key material on disk: {found.stdout.split()}"

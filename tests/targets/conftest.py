@@ -22,6 +22,7 @@ from factory.record import BuildDir
 from factory.spec import Spec, load_spec
 from factory.targets.base import TargetContext
 from tests.targets import vcsim_service
+from tests.targets.registry_service import registry  # noqa: F401 (docker-registry session fixture)
 from tests.targets.vcsim_service import Vcsim
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "image-factory"
@@ -119,7 +120,7 @@ def gated_build(
             "recheck_passed": True,
         },
     )
-    res = export.export(spec, disk, sha, build.path / "export")
+    res = export.export(spec, disk, sha, build.path / "export", build_id=build.build_id)
     build.record_stage("export", "ok", result=res)
     return build
 

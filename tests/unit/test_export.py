@@ -86,11 +86,55 @@ def test_format_round_trips(tmp_path: Path, image: tuple[Path, str], fmt: str, q
             "sha256": art.sha256,
             "size": art.size,
             "source_sha256": src_sha,
+            "bmap": str(art.bmap) if art.bmap else None,
+            "bmap_mapped_bytes": art.bmap_mapped_bytes,
         }
     ]
+    bmap = [f"{art.path.name}.bmap"] if fmt == "raw" else []
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [art.path.name, f"{art.path.name}.sha256", "manifest.json"]
+        [art.path.name, f"{art.path.name}.sha256", "manifest.json", *bmap]
     )
+
+
+def test_raw_block_map_copies_only_used_blocks(tmp_path: Path, image: tuple[Path, str]) -> None:
+    disk, raw_sha = image
+    (art,) = export.export(
+        make_spec(tmp_path, ["raw"]), disk, digest.sha256_file(disk), tmp_path / "out"
+    ).artifacts
+    assert art.bmap == art.path.with_name("img.raw.bmap")
+    # The fixture wrote 1 MiB + 3 MiB + 64 KiB of data into a 64 MiB disk: only that is mapped.
+    assert art.bmap_mapped_bytes == 4 * 1024 * 1024 + 65536
+    # bmaptool checks every mapped range's sha256 from the map while it writes; the copy is the image.
+    target = tmp_path / "disk.img"
+    written = bmaptool_copy_bytes(art.bmap, art.path, target)
+    assert digest.sha256_file(target) == raw_sha
+    # Not a dd: what it wrote is the mapped data (plus its log lines), not the 64 MiB.
+    assert 4 * 1024 * 1024 <= written < 5 * 1024 * 1024
+
+
+def bmaptool_copy_bytes(bmap: Path, image: Path, target: Path) -> int:
+    """Run `bmaptool copy`; the bytes it passed to write(), from the kernel's I/O accounting.
+
+    A shell runs it and then reads its own /proc/PID/io, which includes the counters of the children it
+    has waited for.
+    """
+    script = 'bmaptool copy --bmap "$1" "$2" "$3" >/dev/null 2>&1 || exit 9; cat /proc/$$/io'
+    out = tools.run(["sh", "-c", script, "sh", bmap, image, target], timeout=120).stdout.decode()
+    io = dict(line.split(": ") for line in out.splitlines())
+    return int(io["wchar"])
+
+
+def test_raw_block_map_catches_a_changed_image(tmp_path: Path, image: tuple[Path, str]) -> None:
+    disk, _ = image
+    (art,) = export.export(
+        make_spec(tmp_path, ["raw"]), disk, digest.sha256_file(disk), tmp_path / "out"
+    ).artifacts
+    assert art.bmap is not None
+    with art.path.open("r+b") as fh:
+        fh.write(b"changed")
+    proc = tools.run(["bmaptool", "copy", "--bmap", art.bmap, art.path, tmp_path / "t.img"], check=False)
+    assert proc.returncode != 0
+    assert b"checksum mismatch" in proc.stderr.lower()
 
 
 def test_format_specific_options(tmp_path: Path, image: tuple[Path, str]) -> None:
@@ -122,7 +166,9 @@ def test_unknown_format(tmp_path: Path, image: tuple[Path, str]) -> None:
     disk, _ = image
     # The spec's validator rejects it; a spec built without validation must still not get through.
     spec = make_spec(tmp_path, ["raw"]).model_copy(update={"export": (ExportFormat.RAW, "vdi")})
-    with pytest.raises(ExportError, match=r"unknown format\(s\) vdi \(known: raw, qcow2, vmdk, vhd, ova\)"):
+    with pytest.raises(
+        ExportError, match=r"unknown format\(s\) vdi \(known: raw, qcow2, vmdk, vhd, ova, oci, pxe\)"
+    ):
         export.export(spec, disk, digest.sha256_file(disk), tmp_path / "out")
     _assert_nothing_left(tmp_path / "out")
 

@@ -95,3 +95,55 @@ def test_not_reachable_on_other_addresses(server: KickstartServer) -> None:
     with socket.socket() as s, pytest.raises(ConnectionRefusedError):
         s.settimeout(2)
         s.connect(("127.0.0.2", server.port))
+
+
+# --- boot.mode pxe: the install tree under the same secret prefix -------------------------------------------
+
+
+@pytest.fixture
+def repo_server(tmp_path: Path) -> Iterator[KickstartServer]:
+    repo = tmp_path / "repo"
+    (repo / "images").mkdir(parents=True)
+    (repo / "Packages").mkdir()
+    (repo / "images" / "install.img").write_bytes(b"\x1f\x8b\x00binary\r\n\r\nstill body")
+    (repo / "Packages" / "tree_2.1.0-1_amd64.deb").write_bytes(b"!<arch>\n")
+    (repo / "Packages" / "less_590-2_amd64.deb").write_bytes(b"!<arch>\n")
+    (tmp_path / "secret.txt").write_text("outside the tree\n")
+    with KickstartServer(BODY, tmp_path / "ks-requests.log", repo=repo) as srv:
+        yield srv
+
+
+def test_serves_the_install_tree_byte_for_byte(repo_server: KickstartServer) -> None:
+    status, body = get(repo_server, repo_server.repo_path + "images/install.img")
+    assert (status, body) == (200, b"\x1f\x8b\x00binary\r\n\r\nstill body")
+    assert repo_server.guest_url(repo_server.repo_path).endswith("/repo/")
+    assert not repo_server.fetched  # only the kickstart itself counts as "fetched"
+
+
+def test_lists_a_folder_one_link_a_line(repo_server: KickstartServer) -> None:
+    status, body = get(repo_server, repo_server.repo_path + "Packages/")
+    assert status == 200
+    assert body.decode().splitlines() == [
+        '<a href="less_590-2_amd64.deb">less_590-2_amd64.deb</a>',
+        '<a href="tree_2.1.0-1_amd64.deb">tree_2.1.0-1_amd64.deb</a>',
+    ]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("../secret.txt", id="dot-dot"),
+        pytest.param("%2e%2e/secret.txt", id="encoded-dot-dot"),
+        pytest.param("images/missing.img", id="missing"),
+    ],
+)
+def test_nothing_outside_the_tree(repo_server: KickstartServer, path: str) -> None:
+    assert get(repo_server, repo_server.repo_path + path)[0] == 404
+
+
+def test_the_tree_needs_the_secret_prefix(repo_server: KickstartServer) -> None:
+    assert get(repo_server, "/repo/images/install.img")[0] == 404
+
+
+def test_no_tree_without_pxe(server: KickstartServer) -> None:
+    assert get(server, server.repo_path + "images/install.img")[0] == 404

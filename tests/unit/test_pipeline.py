@@ -99,7 +99,9 @@ class _Fakes:
         self.calls.append("seal")
         return {"sealed_image": str(build.path / "disk.qcow2"), "sealed_sha256": "e" * 64}
 
-    def export(self, spec: Spec, image: Path, sha: str, out: Path) -> dict[str, Any]:
+    def export(
+        self, spec: Spec, image: Path, sha: str, out: Path, *, build_id: str, iso: Path | None
+    ) -> dict[str, Any]:
         self.calls.append("export")
         return {"artifacts": []}
 

@@ -131,3 +131,13 @@ def test_hostfwd_binds_loopback_only() -> None:
     netdev = argv[argv.index("-netdev") + 1]
     assert "hostfwd=tcp:127.0.0.1:1-:2" in netdev
     assert "hostfwd=tcp::" not in netdev
+
+
+def test_pxe_command_line_has_no_medium(tmp_path: Path) -> None:
+    cfg = VmConfig(
+        serial_socket=tmp_path / "s", qmp_socket=tmp_path / "q", tftp_root=tmp_path / "tftp",
+        bootfile="pxelinux.0", boot_order="n",
+    )  # fmt: skip
+    argv = command(cfg)
+    assert f"user,id=net0,tftp={tmp_path / 'tftp'},bootfile=pxelinux.0" in argv
+    assert "order=n" in argv and not any("media=cdrom" in a for a in argv)

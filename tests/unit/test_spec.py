@@ -29,7 +29,8 @@ def mutate(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     node: Any = raw
     *parents, leaf = dotted.split(".")
     for key in parents:
-        node = node[int(key)] if isinstance(node, list) else node[key]
+        # A section the base spec leaves out (container) is created empty.
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
     if value is DELETE:
         del node[leaf]
     elif isinstance(node, list):
@@ -111,7 +112,7 @@ BAD_FIELDS: list[tuple[str, Any, str]] = [
     ("vm.disk_gib", 0, "vm.disk_gib: Input should be greater than or equal to 1"),
     ("vm.firmware", "efi", "vm.firmware: Input should be 'bios' or 'uefi'"),
     ("vm.accel", "hvf", "vm.accel: Input should be 'auto', 'kvm' or 'tcg'"),
-    ("boot.mode", "pxe", "boot.mode: Input should be 'kernel' or 'serial-prompt'"),
+    ("boot.mode", "http", "boot.mode: Input should be 'kernel', 'serial-prompt' or 'pxe'"),
     ("boot.extra_args", "quiet", "boot.extra_args: Input should be a valid tuple"),
     ("timeouts.install", 0, "timeouts.install: Input should be greater than 0"),
     ("timeouts.idle", -1, "timeouts.idle: Input should be greater than 0"),
@@ -138,7 +139,27 @@ BAD_FIELDS: list[tuple[str, Any, str]] = [
         "expect.filesystems.0.min_size_gib: Input should be greater than 0",
     ),
     ("expect.skip", [{"rule": "x"}], "expect.skip.0.reason: Field required"),
-    ("export", ["iso"], "export.0: Input should be 'raw', 'qcow2', 'vmdk', 'vhd' or 'ova'"),
+    ("export", ["iso"], "export.0: Input should be 'raw', 'qcow2', 'vmdk', 'vhd', 'ova', 'oci' or 'pxe'"),
+    ("container", "oci", "container: Input should be a valid dictionary or instance of Container"),
+    ("container.exclude", ["boot/*"], "container.exclude: 'boot/*': patterns are absolute paths"),
+    ("container.exclude_extra", ["/"], "container.exclude_extra: '/': patterns are absolute"),
+    ("container.cmd", "/bin/sh", "container.cmd: Input should be a valid tuple"),
+    ("container.env", ["PATH"], "container.env: 'PATH' is not KEY=value"),
+    ("container.labels", {"a": 1}, "container.labels.a: Input should be a valid string"),
+    ("container.source", 5, "container.source: Input should be a valid string"),
+    ("registry", "x", "registry: Input should be a valid dictionary"),
+    ("registry", {"url": "r.example.org", "repository": "x"}, "registry: publishes the oci export: add oci"),
+    ("export", ["qcow2", "pxe"], "export: pxe needs a `pxe:` section with base_url"),
+    ("pxe", "x", "pxe: Input should be a valid dictionary"),
+    ("pxe.base_url", "ftp://x/y", "pxe.base_url: String should match pattern"),
+    ("pxe.extra_args", "quiet", "pxe.extra_args: Input should be a valid tuple"),
+    ("registry.url", "https://r.example.org", "registry.url: String should match pattern"),
+    ("registry.repository", "Factory/TB", "registry.repository: String should match pattern"),
+    ("registry.keep", 0, "registry.keep: Input should be greater than or equal to 1"),
+    ("registry.auth_file", 5, "registry.auth_file: Input is not a valid path"),
+    ("registry.tls_verify", "maybe", "registry.tls_verify: Input should be a valid boolean"),
+    ("registry.latest_tag", "-x", "registry.latest_tag: String should match pattern"),
+    ("registry.timeout", 0, "registry.timeout: Input should be greater than 0"),
     ("ova", "x", "ova: Input should be a valid dictionary"),
     ("vsphere", "x", "vsphere: Input should be a valid dictionary"),
     ("openstack", "x", "openstack: Input should be a valid dictionary"),
