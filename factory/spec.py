@@ -280,6 +280,40 @@ class Aws(Strict):
         return next((t.web_identity for t in self.targets if t.profile == profile), None)
 
 
+class Waiver(Strict):
+    """A failing compliance rule accepted on purpose; the reason travels into the record and the report."""
+
+    rule: Annotated[str, Field(min_length=1)]
+    reason: Annotated[str, Field(min_length=3)]
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, v: str) -> str:
+        if len(v.strip()) < 3:
+            raise ValueError("give the reason the rule is waived (at least 3 characters)")
+        return v.strip()
+
+
+class Compliance(Strict):
+    """Scan the sealed image with OpenSCAP against `profile`; the gate passes when every failing rule is
+    waived. `datastream` defaults to the SCAP Security Guide one for the spec's OS (factory.scap)."""
+
+    profile: Annotated[str, Field(min_length=1)]
+    datastream: Path | None = None
+    waivers: tuple[Waiver, ...] = ()
+    # Serve the kickstart with anaconda's `%addon org_fedora_oscap` for the profile (hardens at install).
+    remediate_at_install: bool = False
+
+    @field_validator("waivers")
+    @classmethod
+    def _unique(cls, v: tuple[Waiver, ...]) -> tuple[Waiver, ...]:
+        seen = [w.rule for w in v]
+        dupes = sorted({r for r in seen if seen.count(r) > 1})
+        if dupes:
+            raise ValueError(f"rule {dupes[0]!r} is waived more than once")
+        return v
+
+
 # (os, release) whose kernel has no ENA driver: an AMI flagged EnaSupport would boot on a Nitro instance
 # without network. The driver arrived in the EL 7.4 kernel (3.10.0-693); Oracle Linux's RHCK is the same.
 NO_ENA: dict[tuple[str, str], str] = {
@@ -313,6 +347,7 @@ class Spec(Strict):
     expect: Expect = Expect()
     export: tuple[ExportFormat, ...] = (ExportFormat.QCOW2,)
     aws: Aws | None = None
+    compliance: Compliance | None = None
 
     # Where the spec was loaded from; relative paths in it are relative to this file's folder.
     source: Path = Path()
@@ -353,6 +388,17 @@ class Spec(Strict):
                 )
             return Path(value)
         return None
+
+    def compliance_datastream(self) -> Path | None:
+        """The SCAP source datastream the compliance scan uses (None: no compliance section)."""
+        if self.compliance is None:
+            return None
+        if self.compliance.datastream is not None:
+            p = self.compliance.datastream
+            return p if p.is_absolute() else self.base_dir / p
+        from factory import scap
+
+        return scap.default_datastream(self.os, self.os_release)
 
     def digest(self) -> str:
         """sha256 of the spec's content (not its path): part of the build key."""
@@ -414,6 +460,12 @@ def load_spec(path: Path) -> Spec:
         raise SpecError(path, [_format_error(e) for e in exc.errors()]) from None
     if not spec.kickstart_path.is_file():
         raise SpecError(path, [f"kickstart.path: {spec.kickstart_path} does not exist"])
+    if spec.compliance is not None:
+        from factory import scap
+
+        problems = scap.spec_problems(spec)
+        if problems:
+            raise SpecError(path, problems)
     return spec
 
 

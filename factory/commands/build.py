@@ -1,4 +1,5 @@
-"""`factory build SPEC...`: validate -> media -> install -> verify -> seal -> export [-> promote]."""
+"""`factory build SPEC...`: validate -> media -> install -> verify -> seal [-> compliance] -> export
+[-> promote]."""
 
 from __future__ import annotations
 
@@ -144,6 +145,11 @@ def summary_table(outcomes: list[Outcome]) -> Table:
     return table
 
 
+def compliance_lines(outcomes: list[Outcome]) -> list[str]:
+    """One line per scanned spec: profile, passed / failed / waived (failed counts unwaived rules only)."""
+    return [f"compliance: {o.spec}: {o.compliance}" for o in outcomes if o.compliance]
+
+
 def ami_table(outcomes: list[Outcome]) -> Table | None:
     rows = [
         (o.spec, account, region, ami)
@@ -168,6 +174,7 @@ def outcome_json(o: Outcome) -> dict[str, Any]:
         "stages": o.stages,
         "image_sha256": o.image_sha256,
         "amis": o.amis,
+        "compliance": o.compliance,
         "error": o.error,
         "exit_code": o.exit_code,
     }
@@ -217,6 +224,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([outcome_json(o) for o in outcomes], indent=2))
     else:
         console.print(summary_table(outcomes))
+        for line in compliance_lines(outcomes):
+            console.print(line, markup=False, highlight=False)
         amis = ami_table(outcomes)
         if amis is not None:
             console.print(amis)
