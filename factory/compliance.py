@@ -207,9 +207,7 @@ def scan(spec: Spec, image: Path, out: Path, *, image_sha256: str | None = None)
         finally:
             # rdump keeps modes: make every folder removable before the temporary folder goes.
             shutil.rmtree(tree, ignore_errors=True)
-    counts, failing, waived, unused = judge(
-        scap.rule_results(arf), {w.rule: w.reason for w in comp.waivers}
-    )
+    counts, failing, waived, unused = judge(scap.rule_results(arf), {w.rule: w.reason for w in comp.waivers})
     atomic_write_text(junit, junit_xml(comp.profile, failing, waived))
     return ComplianceResult(
         passed=not failing,
@@ -244,22 +242,33 @@ def failure_message(spec: Spec, result: ComplianceResult) -> str:
     )
 
 
+def stage_inputs(spec: Spec, image_sha256: str) -> str:
+    """What the recorded scan depends on: the image, the compliance section and the datastream's bytes."""
+    datastream = spec.compliance_datastream()
+    ds_sha = digest.sha256_file(datastream) if datastream is not None and datastream.is_file() else "none"
+    section = spec.compliance.model_dump_json() if spec.compliance is not None else "none"
+    return digest.combine(image_sha256, digest.sha256_text(section), ds_sha)
+
+
 def gate(spec: Spec, build: BuildDir, image: Path, image_sha256: str) -> ComplianceResult:
     """Scan the sealed image and record stage "compliance" (with the result, passing or not); raises
     ComplianceError (exit 6) naming the unwaived failing rules."""
+    inputs = stage_inputs(spec, image_sha256)
     started = time.monotonic()
     build.record["stages"][STAGE] = {"status": "running"}
     build.save()
     try:
         result = scan(spec, image, build.path / STAGE, image_sha256=image_sha256)
     except BaseException as exc:
-        build.record_stage(STAGE, "failed", started=started, error=str(exc) or type(exc).__name__)
+        build.record_stage(
+            STAGE, "failed", inputs=inputs, started=started, error=str(exc) or type(exc).__name__
+        )
         raise
     if not result.passed:
         message = failure_message(spec, result)
-        build.record_stage(STAGE, "failed", result=result, started=started, error=message)
+        build.record_stage(STAGE, "failed", result=result, inputs=inputs, started=started, error=message)
         raise ComplianceError(message, artifacts=(result.report, result.junit))
-    build.record_stage(STAGE, "ok", result=result, started=started)
+    build.record_stage(STAGE, "ok", result=result, inputs=inputs, started=started)
     return result
 
 
@@ -295,6 +304,11 @@ def publish_metadata(spec: Spec, build: BuildDir) -> dict[str, str]:
         raise VerifyError(
             f"build {build.build_id}: the compliance scan is not of the sealed image; refusing to publish "
             "(re-run `factory verify --compliance-only`)"
+        )
+    if st.get("inputs") != stage_inputs(spec, sealed):
+        raise VerifyError(
+            f"build {build.build_id}: the compliance scan was judged with another compliance section or "
+            "datastream than the spec has now; refusing to publish (run `factory verify --compliance-only`)"
         )
     counts = result.get("counts") or {}
     return {

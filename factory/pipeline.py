@@ -247,9 +247,9 @@ class Runner:
     def _compliance(self, build: BuildDir, sealed: Path, sealed_sha256: str) -> None:
         from factory import compliance
 
-        recorded = ((build.stage(compliance.STAGE) or {}).get("result") or {}).get("image_sha256")
-        if recorded != sealed_sha256:
-            self.forced = True  # a scan of another image says nothing about this one
+        if not build.stage_ok(compliance.STAGE, compliance.stage_inputs(self.spec, sealed_sha256)):
+            # Another image, profile, waiver or datastream: the recorded verdict says nothing about this one.
+            self.forced = True
         if self._must_run(build, compliance.STAGE):
             # The gate records the stage itself: a failing scan keeps its counts in the record.
             with self._stage(compliance.STAGE):
