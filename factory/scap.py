@@ -53,11 +53,17 @@ class RuleResult:
     severity: str
 
 
-def default_datastream(os_name: str, release: str | None) -> Path | None:
+def major_release(release: str | None, kickstart_version: str) -> str:
+    """The OS's major release: from os_release, else from the kickstart syntax version (RHEL7 -> 7)."""
+    if release:
+        return release.split(".")[0]
+    return kickstart_version.removeprefix("RHEL")
+
+
+def default_datastream(os_name: str, major: str) -> Path | None:
     """The datastream the factory uses for an OS when the spec names none (None: none is known)."""
     if os_name == "testbed":
         return TESTBED_DATASTREAM
-    major = (release or "").split(".")[0]
     found = SSG_DATASTREAMS.get((os_name, major))
     return found[0] if found else None
 
@@ -119,13 +125,14 @@ def spec_problems(spec: Spec) -> list[str]:
     if path is None:
         return [
             f"compliance.datastream: no SCAP Security Guide datastream is known for {spec.os} "
-            f"{spec.os_release or '(no os_release)'}: give compliance.datastream"
+            f"{major_release(spec.os_release, spec.kickstart.version)}: give compliance.datastream"
         ]
     if comp.datastream is None and not path.is_file():
-        package = SSG_DATASTREAMS.get((spec.os, (spec.os_release or "").split(".")[0]), (path, "?"))[1]
+        package = SSG_DATASTREAMS.get((spec.os, major_release(spec.os_release, spec.kickstart.version)))
+        package_name = package[1] if package else "scap-security-guide content"
         raise ToolError(
             f"{path}: the SCAP Security Guide datastream for {spec.os} is not installed "
-            f"(Debian/Ubuntu: apt-get install {package}), or give compliance.datastream"
+            f"(Debian/Ubuntu: apt-get install {package_name}), or give compliance.datastream"
         )
     try:
         content = read_content(path)

@@ -398,7 +398,7 @@ class Spec(Strict):
             return p if p.is_absolute() else self.base_dir / p
         from factory import scap
 
-        return scap.default_datastream(self.os, self.os_release)
+        return scap.default_datastream(self.os, scap.major_release(self.os_release, self.kickstart.version))
 
     def digest(self) -> str:
         """sha256 of the spec's content (not its path): part of the build key.
