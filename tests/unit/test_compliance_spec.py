@@ -196,3 +196,29 @@ def test_compliance_spec_needs_openscap(tmp_path: Path) -> None:
 def test_openscap_probe_passes_here() -> None:
     status = capabilities.run_probe(capabilities.BY_NAME["openscap"])
     assert status.ok, status.detail
+
+
+# -- the factory's own testbed datastream ----------------------------------------------------------
+
+
+def test_testbed_datastream_is_a_valid_source_datastream() -> None:
+    import subprocess
+
+    proc = subprocess.run(
+        ["oscap", "ds", "sds-validate", str(scap.TESTBED_DATASTREAM)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_testbed_datastream_matches_its_sources() -> None:
+    composed = scap.read_content(scap.TESTBED_DATASTREAM)
+    source = scap.read_content(scap.TESTBED_DATASTREAM.with_name("testbed-xccdf.xml"))
+    assert composed.profiles == source.profiles
+    assert composed.rules == source.rules
+    oval = scap.TESTBED_DATASTREAM.with_name("testbed-oval.xml").read_text()
+    for definition in ("def:1", "def:2", "def:3"):
+        assert f"oval:org.imagefactory.testbed:{definition}" in oval
