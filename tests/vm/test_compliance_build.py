@@ -61,3 +61,35 @@ def test_testbed_build_with_compliance(build_root: Path) -> None:
     assert (build / "compliance" / "arf.xml").is_file()
     # The testbed installer read the served %addon section and said it did not apply it.
     assert "oscap addon: not applied on the testbed" in (build / "console.log").read_text(errors="replace")
+
+
+def test_guestfish_reader_scans_like_debugfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader EL's xfs/LVM images get (libguestfs `tar-out`, its appliance booted under TCG), made to
+    read an ext4 image by making the ext reader find no root: the verdict must be the same."""
+    from factory import compliance, offline, tools
+    from factory.spec import Compliance, load_spec
+
+    tree = tmp_path / "tree"
+    (tree / "etc" / "ssh").mkdir(parents=True)
+    (tree / "usr" / "bin").mkdir(parents=True)
+    (tree / "bin").symlink_to("usr/bin")
+    (tree / "etc" / "os-release").write_text('ID=debian\nVERSION_ID="12"\nNAME="Debian GNU/Linux"\n')
+    (tree / "etc" / "debian_version").write_text("12.0\n")
+    (tree / "etc" / "fstab").write_text("/dev/sda / ext4 defaults 0 1\n")  # inspection looks for a root
+    (tree / "etc" / "ssh" / "sshd_config").write_text("PermitRootLogin yes\n")
+    (tree / "etc" / "shadow").write_text("root:$6$s$h:19000:0:99999:7:::\n")
+    (tree / "etc" / "shadow").chmod(0o640)
+    image = tmp_path / "disk.img"
+    tools.run(["mkfs.ext4", "-q", "-F", "-d", tree, image, "16M"], timeout=60)
+    base = load_spec(ROOT / "specs" / "testbed.yaml")
+    spec = base.model_copy(update={"compliance": Compliance(profile=PROFILE)})
+    by_debugfs = compliance.scan(spec, image, tmp_path / "debugfs")
+    monkeypatch.setattr(offline, "root_partition", lambda raw: None)
+    by_guestfish = compliance.scan(spec, image, tmp_path / "guestfish")
+    assert (by_debugfs.reader, by_guestfish.reader) == ("debugfs", "guestfish")
+    assert (
+        by_guestfish.counts == by_debugfs.counts == compliance.Counts(passed=2, failed=1, waived=0, other=0)
+    )
+    assert [f.rule for f in by_guestfish.failing] == [
+        "xccdf_org.imagefactory_rule_sshd_disable_root_password_login"
+    ]
