@@ -188,7 +188,8 @@ class Runner:
         disk = build.path / "disk.qcow2"
         if not self.options.verify:
             self.outcome.image_sha256 = digest.sha256_file(disk)
-            for name in ("verify", "seal", "compliance", "export", "promote"):
+            scan = ("compliance",) if spec.compliance is not None else ()
+            for name in ("verify", "seal", *scan, "export", "promote"):
                 self._skip(name)
             return
         self._verify_seal_export(build, disk)
@@ -232,6 +233,8 @@ class Runner:
         self.outcome.image_sha256 = seal_result["sealed_sha256"]
         if spec.compliance is not None:
             self._compliance(build, sealed, seal_result["sealed_sha256"])
+        elif self.options.from_stage == "compliance":
+            self.forced = True  # no scan to re-run: re-run what follows it
         if self._must_run(build, "export"):
             with self._stage("export", build) as holder:
                 holder["result"] = export.export(
