@@ -51,7 +51,7 @@ def test_testbed_build_with_compliance(build_root: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     (outcome,) = json.loads(proc.stdout)
     assert outcome["compliance"] == f"{PROFILE}: 3 passed / 0 failed / 0 waived"
-    assert list(outcome["stages"])[-3:] == ["seal", "compliance", "export"]
+    assert list(outcome["stages"])[-4:] == ["seal", "compliance", "export", "promote"]
     build = Path(outcome["build_dir"])
     record = json.loads((build / "record.json").read_text())
     result = record["stages"]["compliance"]["result"]
