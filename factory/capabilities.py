@@ -173,6 +173,23 @@ def _probe_mmdebstrap(work: Path) -> str:
     return "resolved a bookworm bootstrap through apt (mmdebstrap --simulate)"
 
 
+def _probe_efiboot(work: Path) -> str:
+    # The testbed's EFI boot image: grub-mkimage links BOOTX64.EFI from the modules of the Debian package
+    # it downloads (so only the linker is the host's), mkfs.fat + mtools make the FAT image around it.
+    version = tools.run(["grub-mkimage", "--version"], timeout=30).stdout.decode(errors="replace").strip()
+    if "GRUB" not in version:
+        raise FactoryError(f"grub-mkimage --version printed {version!r}, not GRUB's version")
+    fat = work / "efiboot.img"
+    (work / "grub.cfg").write_bytes(PROBE_TEXT)
+    tools.run(["mkfs.fat", "-C", "-n", "PROBE", fat, "1440"], timeout=30)
+    tools.run(["mmd", "-i", fat, "::EFI", "::EFI/BOOT"], timeout=30)
+    tools.run(["mcopy", "-i", fat, work / "grub.cfg", "::EFI/BOOT/"], timeout=30)
+    back = tools.run(["mcopy", "-i", fat, "::EFI/BOOT/grub.cfg", "-"], timeout=30).stdout
+    if back != PROBE_TEXT:
+        raise FactoryError("mkfs.fat + mtools did not make a FAT image with EFI/BOOT/grub.cfg")
+    return f"made a FAT EFI/BOOT tree; {version}"
+
+
 def _probe_cpio(work: Path) -> str:
     (work / "probe.txt").write_bytes(PROBE_TEXT)
     archive = tools.run(["cpio", "--quiet", "-o", "-H", "newc"], input=b"probe.txt\n", cwd=work).stdout
@@ -246,6 +263,13 @@ CAPABILITIES: tuple[Capability, ...] = (
         _probe_mmdebstrap,
     ),
     Capability("cpio", "testbed", "initramfs archives (cpio)", ("cpio",), _probe_cpio),
+    Capability(
+        "efiboot",
+        "testbed",
+        "testbed UEFI boot image (grub-mkimage, mkfs.fat, mtools)",
+        ("grub-mkimage", "mkfs.fat", "mmd", "mcopy"),
+        _probe_efiboot,
+    ),
     Capability("uefi", "uefi", "UEFI firmware starts (OVMF)", (OVMF_FD,), _probe_uefi),
     Capability("openscap", "compliance", "offline compliance scans (OpenSCAP)", ("oscap",), _probe_openscap),
 )

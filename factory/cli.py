@@ -3,7 +3,8 @@
 Exit codes (also in the README):
   0 success · 1 findings (validation problems, failed checks) · 2 usage or input error ·
   3 host tool missing or failed · 4 media · 5 install failed · 6 verification failed · 7 export ·
-  8 AWS · 70 internal error (a bug: run with --debug for the traceback) · 130 interrupted
+  8 AWS · 9 publishing (several targets) · 10 vSphere · 11 OpenStack ·
+  70 internal error (a bug: run with --debug for the traceback) · 130 interrupted
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from factory.errors import EXIT_INTERRUPTED, FactoryError
 EXIT_INTERNAL = 70
 
 # Subcommand modules under factory/commands/, in help order; each has register(subparsers).
-COMMANDS = ("validate", "build", "plan", "verify", "promote", "export", "console", "doctor", "testbed")
+COMMANDS = ("validate", "build", "plan", "verify", "promote", "export", "console", "doctor")
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -40,13 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"factory.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"factory.commands.{name}":
-                continue  # not written yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"factory.commands.{name}").register(sub)
     return parser
 
 

@@ -24,10 +24,13 @@ from factory.errors import EXIT_TOOL, FactoryError
 
 BACKSPACE = "\b"
 KILL_LINE = "\x15"  # Ctrl-U: isolinux (and most line editors) clear the whole line
-# Cursor movement and erase sequences a line editor may send around an echo (ESC [ ... letter).
-_CSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# Cursor movement and erase sequences a line editor may send around an echo (ESC [ ... letter); OVMF's
+# console also sends private modes such as ESC [ = 3 h.
+_CSI = re.compile(r"\x1b\[[0-9;?=]*[A-Za-z]")
 # The start of such a sequence, cut off by the end of a read.
-_CSI_PREFIX = re.compile(r"\x1b(\[[0-9;?]*)?")
+_CSI_PREFIX = re.compile(r"\x1b(\[[0-9;?=]*)?")
+# Absolute cursor position: ESC [ row ; col H (ESC [ H = home). GRUB's terminfo writes 9;7, OVMF's 09;07.
+_CUP = re.compile(r"\x1b\[(?:(\d*);(\d*))?[Hf]")
 
 
 class ConsoleError(FactoryError):
@@ -133,10 +136,13 @@ class Console:
         echo_timeout: float = 2.0,
         settle: float = 0.3,
         max_repairs: int = 100,
+        screen: bool = False,
     ) -> TypeResult:
         """Type `text` one character at a time, confirm each by its echo, repair mismatches, press Enter.
 
         `prompt`: what the line editor prints before the line when it redraws it (isolinux: "boot: ").
+        `screen`: the editor positions the cursor on a full screen (GRUB's command line): the echo is
+        followed with ScreenEcho instead of LineEcho.
         `echo_timeout`: how long one character's echo may take before it is taken as lost and resent.
         `settle`: quiet time required before Enter, so a late (doubled) echo is still seen and repaired.
         """
@@ -149,7 +155,7 @@ class Console:
         # Whatever is still buffered (e.g. the blank after a prompt matched as `boot:`) is not an echo.
         while self._read_echo(0.05):
             pass
-        echo = LineEcho(prompt)
+        echo: LineEcho | ScreenEcho = ScreenEcho() if screen else LineEcho(prompt)
         repairs = 0
         waits = 0
         settled = False
@@ -190,7 +196,7 @@ class Console:
         self.send("\r")
         return TypeResult(seconds=time.monotonic() - started, repairs=repairs, echoed=text)
 
-    def _settle(self, echo: LineEcho, quiet: float, timeout: float) -> bool:
+    def _settle(self, echo: LineEcho | ScreenEcho, quiet: float, timeout: float) -> bool:
         """Read until nothing arrives for `quiet` seconds; True if anything arrived."""
         arrived = False
         while more := self._read_echo(quiet):
@@ -200,7 +206,7 @@ class Console:
                 self._await_echo(echo, timeout)  # finish a redraw before listening for silence
         return arrived
 
-    def _await_echo(self, echo: LineEcho, timeout: float) -> bool:
+    def _await_echo(self, echo: LineEcho | ScreenEcho, timeout: float) -> bool:
         """Read until the echo changed the line (a redraw read to its end), or `timeout` passes."""
         before = echo.updates
         deadline = time.monotonic() + timeout
@@ -333,3 +339,123 @@ class LineEcho:
             self.buffer = expected
         else:
             self.buffer = None
+
+
+class ScreenEcho:
+    """A full-screen line editor's line, rebuilt from what it draws (GRUB 2 command line; a pure parser).
+
+    GRUB does not echo a key as a character stream: for every key it moves the cursor to the line's
+    place on the screen (ESC [ row ; col H), draws the changed part, and moves the cursor to its new
+    place; a backspace draws a blank and moves back, a long line continues at column 1 of the next row.
+    Under OVMF every draw comes twice, because `terminal_output serial console` puts GRUB's own serial
+    terminal and the firmware console (which OVMF also sends to the serial port) on the same wire,
+    interleaved operation by operation (measured: `ESC[9;7H ESC[09;07H e e ESC[9;8H ESC[09;08H`).
+
+    So the line is read off a model of the screen: the cells from where the line starts (the first
+    cursor position after typing began) up to the cursor, each time a cursor positioning ends a draw.
+    The second copy of a character lands one cell right of the cursor and is overwritten by the next
+    key's draw, so it never counts. Text before the first positioning (a prompt's late copy) is skipped.
+
+    `buffer` is None while a needed cell was never drawn (then the caller clears the line and retypes).
+    """
+
+    def __init__(self, columns: int = 80) -> None:
+        self.columns = columns
+        self.buffer: str | None = ""
+        self.updates = 0
+        self._cells: dict[tuple[int, int], str] = {}
+        self._row = 0
+        self._col = 0
+        self._start: tuple[int, int] | None = None
+        self._dirty = False  # drawn since the last cursor positioning: the line may be half drawn
+        self._pending = ""
+
+    @property
+    def busy(self) -> bool:
+        return self._dirty or bool(self._pending)
+
+    def sent(self, key: str) -> None:
+        """Nothing to remember: the screen, not the keys, says what the line holds."""
+
+    def abandon_redraw(self) -> None:
+        self._dirty = False
+        self._pending = ""
+        self.buffer = None
+        self.updates += 1
+
+    def feed(self, data: str) -> None:
+        data = self._pending + data
+        self._pending = ""
+        i = 0
+        while i < len(data):
+            ch = data[i]
+            if ch == "\x1b":
+                m = _CSI.match(data, i)
+                if m is None:
+                    if _CSI_PREFIX.fullmatch(data, i):
+                        self._pending = data[i:]
+                        return
+                    i += 1
+                    continue
+                self._csi(m.group(0))
+                i = m.end()
+                continue
+            if self._start is not None:
+                self._draw(ch)
+            i += 1
+
+    def _csi(self, seq: str) -> None:
+        m = _CUP.fullmatch(seq)
+        if m is not None:
+            self._row = int(m.group(1) or 1)
+            self._col = int(m.group(2) or 1)
+            if self._start is None:
+                self._start = (self._row, self._col)
+            self._dirty = False
+            line = self._line()
+            # Only a changed line is an echo: GRUB also positions the cursor *before* drawing a key.
+            if line != self.buffer or line is None:
+                self.buffer = line
+                self.updates += 1
+        elif seq in ("\x1b[K", "\x1b[0K"):
+            for col in range(self._col, self.columns + 1):
+                self._cells.pop((self._row, col), None)
+        elif seq in ("\x1b[2J", "\x1b[J", "\x1b[0J"):
+            self._cells.clear()  # a cleared screen: what was typed is gone from view
+
+    def _draw(self, ch: str) -> None:
+        if ch == "\r":
+            self._col = 1
+        elif ch == "\n":
+            self._row += 1
+        elif ch in "\b\x7f":
+            self._col = max(1, self._col - 1)
+        elif ch.isprintable():
+            self._cells[(self._row, self._col)] = ch
+            self._col += 1
+        else:
+            return
+        self._dirty = True
+
+    def _line(self) -> str | None:
+        assert self._start is not None
+        row, col = self._start
+        end = (self._row, self._col)
+        chars: list[str] = []
+        while (row, col) < end:
+            if col > self.columns:
+                row, col = row + 1, 1
+                continue
+            cell = self._cells.get((row, col))
+            if cell is None:
+                return None
+            chars.append(cell)
+            col += 1
+        return "".join(chars)
+
+
+def screen_text(data: str) -> str:
+    """Terminal output as plain text: escape sequences dropped, line ends normalised (for matching)."""
+    text = _CSI.sub("", data)
+    text = re.sub(r"\x1b[^\[]?", "", text)
+    return re.sub(r"\r+\n?", "\n", text)

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from factory import capabilities, hostdeps, media, paths, tools
+from factory.accel import KVM_DEVICE
 from factory.capabilities import CapabilityStatus
 from factory.errors import ToolError
 
 if TYPE_CHECKING:
     from factory.accel import ProbeGuest
-
-KVM_DEVICE = Path("/dev/kvm")
 
 
 @dataclass(frozen=True)

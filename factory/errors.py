@@ -16,7 +16,13 @@ EXIT_INSTALL = 5  # the install failed (classified by the monitor)
 EXIT_VERIFY = 6  # the image did not boot or failed its acceptance tests
 EXIT_EXPORT = 7
 EXIT_AWS = 8  # AWS credentials, upload or promotion failure
-EXIT_SEAL = 11  # sealing failed: the cleanup, the power-off or the offline re-check of the sealed image
+# The publishing family: 8 AWS (above), 9 several targets failed or a target-independent publishing problem,
+# 10 vSphere, 11 OpenStack; later targets take the next free codes.
+EXIT_PUBLISH = 9
+EXIT_VSPHERE = 10
+EXIT_OPENSTACK = 11
+# Sealing: the stage between verify (6) and export (7) had no code of its own; the next free one.
+EXIT_SEAL = 12  # sealing failed: the cleanup, the power-off or the offline re-check of the sealed image
 EXIT_INTERRUPTED = 130
 
 
@@ -97,6 +103,20 @@ class ExportError(FactoryError):
 
 class AwsError(FactoryError):
     exit_code = EXIT_AWS
+
+
+class PublishError(FactoryError):
+    """A publishing target failed (base of every target's error), or several did."""
+
+    exit_code = EXIT_PUBLISH
+
+
+class VsphereError(PublishError):
+    exit_code = EXIT_VSPHERE
+
+
+class OpenstackError(PublishError):
+    exit_code = EXIT_OPENSTACK
 
 
 class Interrupted(FactoryError):

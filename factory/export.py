@@ -6,6 +6,8 @@ Formats and who takes them:
   vmdk   VMware and AWS VM Import: streamOptimized (compressed, the subformat AWS accepts and OVAs carry).
   vhd    Azure and AWS VM Import: *fixed* VHD (Azure rejects dynamic ones) with `force_size`, so the
          virtual size is exactly the source's, not rounded to a CHS geometry (Azure wants whole MiB).
+  ova    VMware (vSphere import, ovftool): the streamOptimized VMDK in an OVF 1.0 package (factory/ova.py);
+         made from the vmdk conversion, which is converted for it even when vmdk itself is not exported.
 
 Every artifact is written under a temp name, checked (qemu-img info: format and virtual size match the
 source; qemu-img check where the format has one), hashed, and only then renamed into place, all together:
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from factory import digest, tools
+from factory import digest, ova, tools
 from factory.errors import ExportError, ToolError
 from factory.record import atomic_write_text, to_jsonable
 from factory.spec import ExportFormat, Spec
@@ -51,6 +53,8 @@ FORMATS: dict[ExportFormat, _Format] = {
     ExportFormat.QCOW2: _Format("qcow2", "qcow2", ("-c",)),
     ExportFormat.VMDK: _Format("vmdk", "vmdk", ("-o", "subformat=streamOptimized")),
     ExportFormat.VHD: _Format("vpc", "vhd", ("-o", "subformat=fixed,force_size=on")),
+    # Not a qemu-img format: packed by factory/ova.py around the vmdk conversion.
+    ExportFormat.OVA: _Format("ova", "ova", ()),
 }
 
 
@@ -102,7 +106,13 @@ def export(spec: Spec, image: Path, source_sha256: str, out_dir: Path) -> Export
     if ExportFormat.VHD in formats and size % MIB:
         raise ExportError(f"{image}: virtual size {size} is not a whole number of MiB, which Azure VHDs need")
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _staging(out_dir, spec.name, formats) as staged:
+    # The OVA wraps the vmdk conversion: convert it too, kept only if vmdk was asked for.
+    conversions = tuple(f for f in formats if f is not ExportFormat.OVA)
+    if ExportFormat.OVA in formats and ExportFormat.VMDK not in conversions:
+        conversions += (ExportFormat.VMDK,)
+    with _staging(
+        out_dir, spec.name, (*conversions, *(f for f in formats if f not in conversions))
+    ) as staged:
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             futures = [
                 pool.submit(
@@ -116,6 +126,7 @@ def export(spec: Spec, image: Path, source_sha256: str, out_dir: Path) -> Export
                     source_sha256=source_sha256,
                 )
                 for fmt, (tmp, final) in staged.items()
+                if fmt in conversions
             ]
             # Wait for all (no conversion left running), then report the first failure.
             done = [f.exception() for f in futures]
@@ -125,14 +136,36 @@ def export(spec: Spec, image: Path, source_sha256: str, out_dir: Path) -> Export
             if isinstance(err, ExportError):
                 raise err
             raise ExportError(f"export of {image.name} failed: {err}") from err
-        artifacts = tuple(f.result() for f in futures)
-        for art, (tmp, final) in zip(artifacts, staged.values(), strict=True):
+        converted = {ExportFormat(f.result().format): f.result() for f in futures}
+        if ExportFormat.OVA in formats:
+            converted[ExportFormat.OVA] = _pack_ova(spec, staged, source, source_sha256)
+        artifacts = tuple(converted[f] for f in formats)
+        for art in artifacts:
+            tmp, final = staged[ExportFormat(art.format)]
             os.replace(tmp, final)
             atomic_write_text(final.with_name(final.name + ".sha256"), f"{art.sha256}  {final.name}\n")
     manifest = out_dir / "manifest.json"
     doc = {"spec": spec.name, "source_sha256": source_sha256, "artifacts": to_jsonable(list(artifacts))}
     atomic_write_text(manifest, json.dumps(doc, indent=2) + "\n")
     return ExportResult(artifacts=artifacts, manifest=manifest)
+
+
+def _pack_ova(
+    spec: Spec, staged: dict[ExportFormat, tuple[Path, Path]], source: dict[str, Any], source_sha256: str
+) -> Artifact:
+    vmdk_tmp = staged[ExportFormat.VMDK][0]
+    tmp, final = staged[ExportFormat.OVA]
+    size = int(source["virtual-size"])
+    # Guest data in the disk: what the source holds (its allocation), never more than the capacity.
+    populated = min(int(source.get("actual-size") or size), size)
+    sha = ova.pack(spec, ova.Disk(vmdk_tmp, size, populated), tmp)
+    return Artifact(
+        format=str(ExportFormat.OVA),
+        path=final,
+        sha256=sha,
+        size=tmp.stat().st_size,
+        source_sha256=source_sha256,
+    )
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from typing import IO
 from rich.console import Console as RichConsole
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from factory import accel, digest, media, monitor, qemu, sshkey, tools
+from factory import accel, bootprompt, digest, media, monitor, qemu, sshkey, tools
 from factory.errors import FactoryError, InstallError
 from factory.kickstart.flatten import flatten_for_spec
 from factory.ksserver import KickstartServer
@@ -65,16 +65,19 @@ def escape_label(label: str) -> str:
     return label.replace(" ", "\\x20")
 
 
-def boot_args(spec: Spec, volume_label: str, ks_url: str) -> str:
+def boot_arg_list(spec: Spec, volume_label: str, ks_url: str) -> list[str]:
     """The installer's kernel arguments: kickstart URL, text mode on the serial console, stage2 by label."""
-    args = [
+    return [
         f"inst.ks={ks_url}",
         "inst.text",
         f"inst.stage2=hd:LABEL={escape_label(volume_label)}",
         "console=ttyS0",
         *spec.boot.extra_args,
     ]
-    return " ".join(args)
+
+
+def boot_args(spec: Spec, volume_label: str, ks_url: str) -> str:
+    return " ".join(boot_arg_list(spec, volume_label, ks_url))
 
 
 def install(
@@ -170,8 +173,12 @@ def _run_vm(
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(remove_sockets)
         ks = cleanup.enter_context(KickstartServer(plan.served, build.path / "ks-requests.log"))
-        args = boot_args(spec, media_result.volume_label, ks.guest_url(ks_path_for_guest))
+        arg_list = boot_arg_list(spec, media_result.volume_label, ks.guest_url(ks_path_for_guest))
+        args = " ".join(arg_list)
         serial = spec.boot.mode is BootMode.SERIAL_PROMPT
+        # serial-prompt boots the remastered copy (serial isolinux with a plain boot: prompt, serial GRUB).
+        cdrom = media.remaster_for_serial(media_result.iso) if serial else media_result.iso
+        line = bootprompt.plan(cdrom, sockets, arg_list) if serial else None
         cfg = qemu.VmConfig(
             serial_socket=sockets / "console.sock",
             qmp_socket=sockets / "qmp.sock",
@@ -183,8 +190,7 @@ def _run_vm(
             initrd=None if serial else plan.initrd,
             append=None if serial else args,
             disks=(qemu.Disk(plan.disk),),
-            # serial-prompt boots the remastered copy (serial isolinux, plain boot: prompt).
-            cdrom=media.remaster_for_serial(media_result.iso) if serial else media_result.iso,
+            cdrom=cdrom,
             boot_order="d" if serial else None,
             anaconda_log=artifacts[1],
             no_reboot=True,
@@ -194,13 +200,14 @@ def _run_vm(
         try:
             vm.connect_qmp()
             repairs = 0
-            if serial:
-                vm.console.expect([r"boot: ?"], spec.timeouts.boot_prompt, "the isolinux boot: prompt")
-                typed = vm.console.type_line(f"linux {args}")
-                repairs = typed.repairs
+            if line is not None:
+                outcome = bootprompt.boot(vm.console, line, spec.timeouts.boot_prompt)
+                log.info("install: boot line typed at %s in %.1f s", outcome.loader, outcome.seconds)
+                repairs = outcome.repairs
             packages = _watch(spec, vm, ks, artifacts, report)
             return vm.run_seconds, packages, repairs
         except InstallError as exc:
+            exc.artifacts = exc.artifacts or artifacts  # a boot-loader error names the transcript too
             if keep_on_error and vm.running():
                 vm.pause_and_detach()
                 kept = True
@@ -365,4 +372,12 @@ def _reporter(progress: ProgressCallback | None) -> Iterator[ProgressCallback]:
         yield update
 
 
-__all__ = ["FactoryError", "InstallError", "InstallResult", "boot_args", "escape_label", "install"]
+__all__ = [
+    "FactoryError",
+    "InstallError",
+    "InstallResult",
+    "boot_arg_list",
+    "boot_args",
+    "escape_label",
+    "install",
+]

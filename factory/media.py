@@ -55,7 +55,8 @@ LOCK_TIMEOUT_S = 4 * 3600.0
 CHUNK = 1024 * 1024
 # Bump when remaster_for_serial's edits change: the cached copies are keyed by it.
 # v2: the grub.cfg inside images/efiboot.img (what UEFI CD boot really reads) is edited too.
-REMASTER_VERSION = "serial-remaster-v2"
+# v3: GRUB's default is the installer entry and every kernel line gets console=; whole isolinux labels.
+REMASTER_VERSION = "serial-remaster-v3"
 # EL7's El Torito EFI boot image: a FAT filesystem with EFI/BOOT/{BOOTX64.EFI,grubx64.efi,grub.cfg}.
 EFIBOOT_PATH = "/images/efiboot.img"
 EFIBOOT_GRUB_CFG = "::EFI/BOOT/grub.cfg"
@@ -402,6 +403,31 @@ def _parse_console(console: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+# A label is the rest of its line: isolinux allows blanks in it ("label Install CentOS 7").
+_ISOLINUX_LABEL = re.compile(r"^[ \t]*label[ \t]+(\S.*?)[ \t]*$", flags=re.MULTILINE | re.IGNORECASE)
+# The label the serial-prompt install types at `boot:` (EL media's installer entry).
+INSTALL_LABEL = "linux"
+
+
+def isolinux_labels(text: str) -> list[str]:
+    """The `label` names of an isolinux.cfg in order, each whole; a name given twice is a MediaError.
+
+    Which of two same-named entries a typed name boots is up to the syslinux version: the install would
+    type `linux` without knowing which kernel line it gets, so a duplicate is refused, naming both lines.
+    """
+    labels: dict[str, int] = {}
+    for m in _ISOLINUX_LABEL.finditer(text):
+        name, line = m.group(1), text.count("\n", 0, m.start()) + 1
+        # syslinux compares labels without regard to case.
+        if (first := labels.get(name.lower())) is not None:
+            raise MediaError(
+                f"isolinux.cfg: duplicate label {name!r} on lines {first} and {line}: the boot line "
+                "typed at the prompt would be ambiguous"
+            )
+        labels[name.lower()] = line
+    return [m.group(1) for m in _ISOLINUX_LABEL.finditer(text)]
+
+
 def serial_isolinux_cfg(text: str, console: str = "ttyS0,115200") -> str:
     """isolinux.cfg with a serial console and a plain `boot:` prompt that waits forever.
 
@@ -409,8 +435,9 @@ def serial_isolinux_cfg(text: str, console: str = "ttyS0,115200") -> str:
     own prompt, which goes to the serial port too; `timeout 0` + `prompt 1` means nothing boots by itself.
     """
     unit, speed = _parse_console(console)
-    labels = re.findall(r"^\s*label\s+(\S+)", text, flags=re.MULTILINE | re.IGNORECASE)
-    default = "linux" if "linux" in labels else (labels[0] if labels else None)
+    labels = isolinux_labels(text)
+    lowered = [label.lower() for label in labels]
+    default = INSTALL_LABEL if INSTALL_LABEL in lowered else (labels[0] if labels else None)
     out = [f"serial {unit} {speed}", "prompt 1", "timeout 0"]
     if default is not None:
         out.append(f"default {default}")
@@ -424,21 +451,132 @@ def serial_isolinux_cfg(text: str, console: str = "ttyS0,115200") -> str:
     return "\n".join(out) + "\n"
 
 
+# --- GRUB (UEFI) ---------------------------------------------------------------------------------------
+
+# A menu entry or submenu at the start of a line: its title is the first (quoted) word after the keyword.
+_GRUB_BLOCK = re.compile(r"""^\s*(menuentry|submenu)\s+(?:'([^']*)'|"((?:[^"\\]|\\.)*)"|(\S+))""")
+_GRUB_LINUX = re.compile(r"^\s*(linuxefi|linux)\s")
+_GRUB_INITRD = re.compile(r"^\s*(initrdefi|initrd)\s")
+# The media check: lorax's "Test this media & install" entry carries it (and is EL 7.2's default).
+MEDIA_CHECK_ARG = "rd.live.check"
+
+
+@dataclass(frozen=True)
+class GrubEntry:
+    """One top-level `menuentry` of a grub.cfg: its title, GRUB's number for it and its boot lines."""
+
+    title: str
+    # GRUB numbers top-level menuentries and submenus together, from 0 (what `set default=` means).
+    index: int
+    # The kernel and initrd lines as written (GRUB script: typed at grub> they are parsed the same way).
+    linux: str | None
+    initrd: str | None
+
+
+def grub_entries(text: str) -> list[GrubEntry]:
+    """The top-level menu entries of a grub.cfg (entries inside a submenu are not counted)."""
+    entries: list[GrubEntry] = []
+    index = 0
+    depth = 0
+    current: dict[str, str | None] | None = None
+    for line in text.splitlines():
+        code = line.split("#", 1)[0] if line.lstrip().startswith("#") else line
+        m = _GRUB_BLOCK.match(code)
+        if m and depth == 0:
+            if m.group(1) == "menuentry":
+                title = next(g for g in m.groups()[1:] if g is not None)
+                current = {"title": title, "linux": None, "initrd": None}
+            index += 1
+        if current is not None and depth == 1:
+            if _GRUB_LINUX.match(code) and current["linux"] is None:
+                current["linux"] = code.strip()
+            elif _GRUB_INITRD.match(code) and current["initrd"] is None:
+                current["initrd"] = code.strip()
+        depth += code.count("{") - code.count("}")
+        if depth <= 0:
+            depth = 0
+            if current is not None and "}" in code:
+                entries.append(
+                    GrubEntry(str(current["title"]), index - 1, current["linux"], current["initrd"])
+                )
+                current = None
+    return entries
+
+
+def grub_install_entry(text: str) -> GrubEntry:
+    """The entry that installs without checking the media first (lorax's "Install ..."), or MediaError."""
+    for entry in grub_entries(text):
+        if entry.linux is not None and MEDIA_CHECK_ARG not in entry.linux.split():
+            return entry
+    raise MediaError(
+        f"grub.cfg: no top-level menu entry boots a kernel without {MEDIA_CHECK_ARG} (the installer entry)"
+    )
+
+
 def serial_grub_cfg(text: str, console: str = "ttyS0,115200") -> str:
-    """grub.cfg with GRUB on the serial port and a menu that waits forever (timeout -1)."""
+    """grub.cfg with GRUB on the serial port, the installer entry as default, a menu that waits forever
+    (timeout -1), and `console=<console>` on every kernel line (so the kernel talks on the serial port)."""
     unit, speed = _parse_console(console)
+    install = grub_install_entry(text)
     head = [
         f"serial --unit={unit} --speed={speed}",
         "terminal_input serial console",
         "terminal_output serial console",
         "set timeout=-1",
+        # EL 7.2's `set default="1"` is "Test this media & install": a minutes-long check under TCG.
+        f'set default="{install.index}"',
     ]
-    body = [
-        line
-        for line in text.splitlines()
-        if not re.match(r"^\s*(set\s+timeout(_style)?=|serial\s|terminal_(input|output)\s)", line)
-    ]
+    body: list[str] = []
+    for line in text.splitlines():
+        if re.match(r"^\s*(set\s+(timeout(_style)?|default)=|serial\s|terminal_(input|output)\s)", line):
+            continue
+        if _GRUB_LINUX.match(line) and not re.search(rf"\sconsole={re.escape(console)}(\s|$)", line):
+            body.append(f"{line.rstrip()} console={console}")
+        else:
+            body.append(line)
     return "\n".join(head + body) + "\n"
+
+
+def grub_quote(word: str) -> str:
+    """`word` as one GRUB script word: single-quoted unless plain (GRUB drops a backslash outside quotes,
+    so LABEL=CentOS\\x207 needs the quotes to reach the kernel intact)."""
+    if re.fullmatch(r"[A-Za-z0-9_./:=,+@%^-]+", word):
+        return word
+    return "'" + word.replace("'", "'\\''") + "'"
+
+
+def efi_grub_cfg(iso: Path, work: Path) -> str | None:
+    """The grub.cfg UEFI CD boot reads: the one inside images/efiboot.img, else EFI/BOOT/grub.cfg; None
+    when the ISO has neither (BIOS-only media)."""
+    try:
+        img: Path | None = read_file(iso, EFIBOOT_PATH, work / "efiboot.img")
+    except MediaError:
+        img = None  # no EFI boot image: the tree's grub.cfg is the one left
+    if img is not None:
+        try:
+            return _mcopy_out(iso, img)  # an unreadable FAT image is an error, not a fallback
+        finally:
+            img.unlink(missing_ok=True)
+    try:
+        cfg = read_file(iso, "/EFI/BOOT/grub.cfg", work / "grub.cfg")
+    except MediaError:
+        return None
+    try:
+        return cfg.read_text(errors="replace")
+    finally:
+        cfg.unlink(missing_ok=True)
+
+
+def _mcopy_out(iso: Path, img: Path) -> str:
+    """EFI/BOOT/grub.cfg out of a FAT image, or a MediaError saying why not."""
+    got = tools.run(["mcopy", "-i", img, EFIBOOT_GRUB_CFG, "-"], env=_MTOOLS_ENV, timeout=60, check=False)
+    if got.returncode != 0:
+        lines = got.stderr.decode(errors="replace").strip().splitlines()
+        why = re.sub(r"^\S*mcopy: ", "", lines[-1]) if lines else "mcopy failed"  # drop mcopy's own path
+        if why.startswith("Cannot initialize"):  # mtools' words for "no FAT boot sector here"
+            why = f"not a FAT filesystem ({why})"
+        raise MediaError(f"{iso}: cannot read EFI/BOOT/grub.cfg in {EFIBOOT_PATH}: {why}")
+    return got.stdout.decode(errors="replace")
 
 
 def remaster_for_serial(iso: Path, *, console: str = "ttyS0,115200") -> Path:
@@ -502,15 +640,8 @@ def _serial_efiboot(iso: Path, work: Path, console: str) -> Path | None:
         img = read_file(iso, EFIBOOT_PATH, work / "efiboot.img")  # a private copy in the work folder
     except MediaError:
         return None  # BIOS-only media
-    got = tools.run(["mcopy", "-i", img, EFIBOOT_GRUB_CFG, "-"], env=_MTOOLS_ENV, timeout=60, check=False)
-    if got.returncode != 0:
-        lines = got.stderr.decode(errors="replace").strip().splitlines()
-        why = re.sub(r"^\S*mcopy: ", "", lines[-1]) if lines else "mcopy failed"  # drop mcopy's own path
-        if why.startswith("Cannot initialize"):  # mtools' words for "no FAT boot sector here"
-            why = f"not a FAT filesystem ({why})"
-        raise MediaError(f"{iso}: cannot read EFI/BOOT/grub.cfg in {EFIBOOT_PATH}: {why}")
     cfg = work / "efiboot-grub.cfg"
-    cfg.write_text(serial_grub_cfg(got.stdout.decode(errors="replace"), console))
+    cfg.write_text(serial_grub_cfg(_mcopy_out(iso, img), console))
     tools.run(["mcopy", "-o", "-i", img, cfg, EFIBOOT_GRUB_CFG], env=_MTOOLS_ENV, timeout=60)
     return img
 

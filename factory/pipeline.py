@@ -46,6 +46,8 @@ class Outcome:
     # "profile: N passed / N failed / N waived" when the spec has a compliance section and it was scanned.
     compliance: str | None = None
     amis: dict[str, dict[str, str]] = field(default_factory=dict)
+    # target key -> what it published (factory.targets.base.Published)
+    published: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     exit_code: int = 0
     exception: FactoryError | None = None
@@ -266,27 +268,28 @@ class Runner:
         self.outcome.compliance = compliance.recorded_line(build)
 
     def _promote(self, build: BuildDir) -> None:
-        from factory.aws import promote
+        """Publish to every target the spec names (AWS, vSphere, OpenStack...), each behind the gate."""
+        from factory.targets import runner
+        from factory.targets.base import TargetContext, TargetEvent
 
         spec = self.spec
-        if spec.aws is None:
-            raise FactoryError(f"{spec.source}: --promote given but the spec has no aws section")
-        artifacts = ((build.stage("export") or {}).get("result") or {}).get("artifacts", [])
-        raw = next((a for a in artifacts if a["format"] == "raw"), None)
-        if raw is None:
-            raise FactoryError(f"{spec.source}: promotion needs a raw export: add raw to `export`")
-        with self._stage("promote", build) as holder:
-            pres = promote.promote(
-                spec,
-                build,
-                Path(raw["path"]),
-                raw["sha256"],
-                progress=lambda ev: self.progress(
-                    spec.name, "promote", ev.done or None, ev.total or None, f"{ev.step} {ev.detail}"
-                ),
+
+        def event(ev: TargetEvent) -> None:
+            detail = f"{ev.target} {ev.step} {ev.detail}"
+            self.progress(spec.name, "promote", ev.done or None, ev.total or None, detail)
+
+        ctx = TargetContext(spec=spec, build=build, events=event)
+        chosen = runner.select(ctx)
+        if not chosen:
+            raise FactoryError(
+                f"{spec.source}: --promote given but the spec names no target (aws, vsphere, openstack...)"
             )
-            holder["result"] = pres
-            self.outcome.amis = pres.amis
+        with self._stage("promote", build) as holder:
+            published = runner.publish(ctx, chosen)
+            holder["result"] = {"targets": published}
+            self.outcome.published = published
+            if "aws" in published:
+                self.outcome.amis = published["aws"].stats.get("amis", {})
 
 
 def _build_key(build: BuildDir) -> sshkey.BuildKey:

@@ -61,6 +61,7 @@ class ExportFormat(StrEnum):
     QCOW2 = "qcow2"
     VMDK = "vmdk"
     VHD = "vhd"
+    OVA = "ova"  # OVF 1.0 envelope + streamOptimized VMDK + SHA256 manifest, in one tar (factory/ova.py)
 
 
 class UploadMethod(StrEnum):
@@ -331,6 +332,97 @@ NO_ENA: dict[tuple[str, str], str] = {
 }
 
 
+class Ova(Strict):
+    """The virtual hardware an OVA describes (CPUs, memory and firmware come from `vm`)."""
+
+    # vmx-13 = ESXi 6.5 and later: old enough for every supported vSphere, new enough for UEFI + vmxnet3.
+    hardware_version: Annotated[int, Field(ge=7, le=21)] = 13
+    nic: Literal["vmxnet3", "e1000"] = "vmxnet3"
+    serial_port: bool = False
+
+
+class Vsphere(Strict):
+    """Where vSphere templates go: one vCenter, one datacenter and its compute / storage / network."""
+
+    url: Annotated[str, Field(pattern=r"^https?://[^/\s]+(/sdk)?/?$")]
+    datacenter: str
+    # Exactly one of cluster (its root resource pool) or resource_pool (an inventory path or name).
+    cluster: str | None = None
+    resource_pool: str | None = None
+    datastore: str
+    # A VM folder path under the datacenter's vm folder ("" = that folder itself).
+    folder: str = ""
+    network: str
+    # Formatted with {name}, {build_id}, {date}.
+    template_name: str = "{name}-{date}-{build_id}"
+    keep: Annotated[int, Field(ge=1)] = 2
+    # Credentials: VSPHERE_USER / VSPHERE_PASSWORD from the environment, or this YAML file
+    # (`username:`, `password:`), never logged.
+    credentials_file: Path | None = None
+    # TLS is verified unless this is true (a warning is printed every run).
+    insecure: bool = False
+    # Seconds for the whole import (lease ready, upload, complete).
+    timeout: Annotated[int, Field(gt=0)] = 3600
+
+    @model_validator(mode="after")
+    def _compute(self) -> Vsphere:
+        if (self.cluster is None) == (self.resource_pool is None):
+            raise ValueError("give exactly one of cluster or resource_pool")
+        if "{build_id}" not in self.template_name:
+            raise ValueError("template_name must contain {build_id} (one template per build)")
+        return self
+
+
+class OpenstackCloud(Strict):
+    """One cloud (clouds.yaml entry), optionally one region, and who the image is shared with."""
+
+    cloud: str
+    region: str | None = None
+    visibility: Literal["private", "shared", "community", "public"] = "private"
+    # Project ids the image is shared with (visibility becomes `shared`).
+    share_with: tuple[str, ...] = ()
+    # project id -> clouds.yaml entry of that project: the membership is accepted from there
+    # (projects not named here see the image once they accept it themselves).
+    accept_as: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _share(self) -> OpenstackCloud:
+        if self.share_with and self.visibility not in ("shared", "private"):
+            raise ValueError("share_with needs visibility shared (or private, which becomes shared)")
+        unknown = sorted(set(self.accept_as) - set(self.share_with))
+        if unknown:
+            raise ValueError(f"accept_as names projects not in share_with: {', '.join(unknown)}")
+        return self
+
+
+class Openstack(Strict):
+    """Glance images in one or more clouds, named as in openstacksdk's clouds.yaml."""
+
+    # raw for Ceph-backed clouds (Nova clones raw RBD images instead of converting them), else qcow2.
+    disk_format: Literal["qcow2", "raw"] = "qcow2"
+    image_name: str = "{name}-{date}-{build_id}"
+    keep: Annotated[int, Field(ge=1)] = 2
+    os_distro: str | None = None  # default from `os`: centos, ol, debian
+    os_version: str = "7"
+    hw_disk_bus: Literal["virtio", "scsi", "ide", "sata"] = "virtio"
+    hw_vif_model: Literal["virtio", "e1000", "rtl8139"] = "virtio"
+    hw_qemu_guest_agent: bool = False
+    min_ram_mib: Annotated[int, Field(ge=0)] = 512
+    # An image carrying this tag is the "latest" one users launch by: retirement never touches it.
+    latest_tag: str = "latest"
+    clouds: tuple[OpenstackCloud, ...]
+    # Seconds for one upload + checksum.
+    timeout: Annotated[int, Field(gt=0)] = 3600
+
+    @model_validator(mode="after")
+    def _clouds(self) -> Openstack:
+        if not self.clouds:
+            raise ValueError("clouds: at least one cloud")
+        if "{build_id}" not in self.image_name:
+            raise ValueError("image_name must contain {build_id} (one image per build)")
+        return self
+
+
 class Spec(Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")]
     description: str = ""
@@ -347,6 +439,9 @@ class Spec(Strict):
     expect: Expect = Expect()
     export: tuple[ExportFormat, ...] = (ExportFormat.QCOW2,)
     aws: Aws | None = None
+    ova: Ova = Ova()
+    vsphere: Vsphere | None = None
+    openstack: Openstack | None = None
     compliance: Compliance | None = None
 
     # Where the spec was loaded from; relative paths in it are relative to this file's folder.
@@ -388,6 +483,17 @@ class Spec(Strict):
                 )
             return Path(value)
         return None
+
+    @model_validator(mode="after")
+    def _target_exports(self) -> Spec:
+        # Every target publishes one export: say so now, not after an hour of install.
+        needs = {"vsphere": ExportFormat.OVA}
+        if self.openstack is not None:
+            needs["openstack"] = ExportFormat(self.openstack.disk_format)
+        for key, fmt in needs.items():
+            if getattr(self, key) is not None and fmt not in self.export:
+                raise ValueError(f"{key}: publishes the {fmt} export: add {fmt} to `export`")
+        return self
 
     def compliance_datastream(self) -> Path | None:
         """The SCAP source datastream the compliance scan uses (None: no compliance section)."""

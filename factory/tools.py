@@ -38,6 +38,8 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "mformat": ("mtools", "mtools"),
     "mmd": ("mtools", "mtools"),
     "mkfs.fat": ("dosfstools", "dosfstools"),
+    # The testbed's UEFI boot loader: grub-mkimage links BOOTX64.EFI from grub-efi-amd64-bin's modules.
+    "grub-mkimage": ("grub-common", "grub2-tools"),
     # The compliance gate scans the sealed image offline with OpenSCAP, against SCAP Security Guide content
     # (Fedora/RHEL: scap-security-guide has the EL 7 datastreams under the same path).
     "oscap": ("openscap-scanner", "openscap-scanner"),

@@ -36,25 +36,54 @@ label check
   append initrd=initrd.img inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64 rd.live.check quiet
 """
 
+# The shape of CentOS 7.2's EFI/BOOT/grub.cfg (lorax 19.6.66): the media check ("1") as default, a 60 s
+# timeout, the disc by label, linuxefi/initrdefi, a troubleshooting submenu.
 EL7_GRUB_CFG = """\
 set default="1"
 
 function load_video {
+  insmod efi_gop
+  insmod efi_uga
+  insmod video_bochs
+  insmod video_cirrus
   insmod all_video
 }
 
+load_video
+set gfxpayload=keep
+insmod gzio
+insmod part_gpt
+insmod ext2
+
 set timeout=60
+### END /etc/grub.d/00_header ###
+
 search --no-floppy --set=root -l 'CentOS 7 x86_64'
 
+### BEGIN /etc/grub.d/10_linux ###
 menuentry 'Install CentOS 7' --class fedora --class gnu-linux --class gnu --class os {
 \tlinuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64 quiet
 \tinitrdefi /images/pxeboot/initrd.img
+}
+menuentry 'Test this media & install CentOS 7' --class fedora --class gnu-linux --class gnu --class os {
+\tlinuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64 rd.live.check quiet
+\tinitrdefi /images/pxeboot/initrd.img
+}
+submenu 'Troubleshooting -->' {
+\tmenuentry 'Install CentOS 7 in basic graphics mode' --class fedora --class gnu-linux --class os {
+\t\tlinuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64 xdriver=vesa nomodeset
+\t\tinitrdefi /images/pxeboot/initrd.img
+\t}
+\tmenuentry 'Rescue a CentOS system' --class fedora --class gnu-linux --class gnu --class os {
+\t\tlinuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64 rescue quiet
+\t\tinitrdefi /images/pxeboot/initrd.img
+\t}
 }
 """
 
 # The grub.cfg inside images/efiboot.img: what UEFI CD boot really reads (grub then finds the disc by label).
 EL7_EFIBOOT_GRUB_CFG = """\
-set default="0"
+set default="1"
 
 function load_video {
   insmod efi_gop
@@ -69,6 +98,10 @@ search --no-floppy --set=root -l 'CentOS 7 x86_64'
 
 menuentry 'Install CentOS Linux 7' --class fedora --class gnu-linux --class gnu --class os {
 \tlinuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64 quiet
+\tinitrdefi /images/pxeboot/initrd.img
+}
+menuentry 'Test this media & install CentOS Linux 7' --class fedora --class gnu-linux --class gnu --class os {
+\tlinuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64 rd.live.check quiet
 \tinitrdefi /images/pxeboot/initrd.img
 }
 """

@@ -18,6 +18,7 @@ from rich.table import Table
 from factory import paths
 from factory.errors import ToolError, UsageError
 from factory.pipeline import BUILD_STAGES, Options, Outcome, run_build
+from factory.record import to_jsonable
 from factory.spec import Spec, find_specs, load_spec
 
 # Host programs every build needs; the testbed needs its own builders too.
@@ -30,7 +31,9 @@ def register(sub: Any) -> None:
         description="Run the pipeline for each spec. With no SPEC, every spec under ./specs.",
     )
     p.add_argument("specs", nargs="*", type=Path, metavar="SPEC", help="spec files (specs/*.yaml)")
-    p.add_argument("--promote", action="store_true", help="promote the verified image to AWS")
+    p.add_argument(
+        "--promote", action="store_true", help="publish the verified image to every target the spec names"
+    )
     p.add_argument(
         "--no-verify", action="store_true", help="stop after the install (nothing can be promoted)"
     )
@@ -167,6 +170,24 @@ def ami_table(outcomes: list[Outcome]) -> Table | None:
     return table
 
 
+def target_tables(outcomes: list[Outcome]) -> list[Table]:
+    """One table per target other than AWS (which has its AMI table): where each image is, its name and id."""
+    from factory import targets
+
+    keys = [k for k in targets.REGISTRY if k != "aws" and any(k in o.published for o in outcomes)]
+    tables = []
+    for key in keys:
+        table = Table(title=f"published: {targets.get(key).label}")
+        for col in ("spec", "location", "name", "id", "state"):
+            table.add_column(col, no_wrap=True)
+        for o in outcomes:
+            pub = o.published.get(key)
+            for image in pub.images if pub is not None else ():
+                table.add_row(o.spec, image.location, image.name, image.id, image.state)
+        tables.append(table)
+    return tables
+
+
 def outcome_json(o: Outcome) -> dict[str, Any]:
     return {
         "spec": o.spec,
@@ -174,6 +195,7 @@ def outcome_json(o: Outcome) -> dict[str, Any]:
         "stages": o.stages,
         "image_sha256": o.image_sha256,
         "amis": o.amis,
+        "targets": to_jsonable(o.published),
         "compliance": o.compliance,
         "error": o.error,
         "exit_code": o.exit_code,
@@ -229,6 +251,8 @@ def run(args: argparse.Namespace) -> int:
         amis = ami_table(outcomes)
         if amis is not None:
             console.print(amis)
+        for table in target_tables(outcomes):
+            console.print(table)
     if len(errors) == 1 and len(specs) == 1:
         raise errors[0]  # the top-level handler prints it with its artifacts and exit code
     for exc in errors:

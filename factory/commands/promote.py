@@ -1,7 +1,9 @@
-"""`factory promote BUILD_DIR [--spec SPEC] [--cleanup]`: promote a build's exported raw image to AWS.
+"""`factory promote BUILD_DIR [--spec SPEC] [--only-target KEY] [--cleanup]`: publish a verified build.
 
-Re-running it on the same build finishes an interrupted promotion; `--cleanup` removes a failed build's
-AMIs and snapshots everywhere (never one an SSM parameter points to).
+Publishes to every target the spec names (AWS, vSphere, OpenStack...), or only the `--only-target` ones,
+each behind the same gate. Re-running it on the same build finishes an interrupted promotion from each
+target's manifest; `--cleanup` removes a failed build's AMIs and snapshots everywhere (AWS; never one an
+SSM parameter points to).
 """
 
 from __future__ import annotations
@@ -17,18 +19,29 @@ from factory import buildlog
 from factory.errors import UsageError
 from factory.record import BuildDir
 from factory.spec import Spec, load_spec
+from factory.targets.base import TargetContext, TargetEvent
 
 out = Console(highlight=False)
+# Progress goes to stderr: stdout carries only the result (--json output stays parseable).
+progress_out = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "promote",
-        help="upload a verified build to AWS: encrypted AMIs in every account and region",
-        description="Promote BUILD_DIR's exported raw image (re-run to resume; --cleanup removes leftovers).",
+        help="publish a verified build to the spec's targets (AWS, vSphere, OpenStack)",
+        description="Publish BUILD_DIR's exports to its spec's targets (re-run to resume; "
+        "--cleanup removes AWS leftovers).",
     )
     p.add_argument("build_dir", type=Path, metavar="BUILD_DIR", help="build/<spec>/<build-id>")
     p.add_argument("--spec", type=Path, default=None, help="spec file (default: specs/<spec>.yaml)")
+    p.add_argument(
+        "--only-target",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="publish only to this target (aws, vsphere, openstack...); repeatable",
+    )
     p.add_argument("--cleanup", action="store_true", help="remove this build's AMIs and snapshots instead")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=run)
@@ -42,13 +55,11 @@ def _spec(args: argparse.Namespace, build: BuildDir) -> Spec:
     return spec
 
 
-def raw_artifact(build: BuildDir) -> tuple[Path, str]:
-    """The raw image the export stage recorded (path, sha256)."""
-    export = build.stage("export") or {}
-    for art in (export.get("result") or {}).get("artifacts", []):
-        if art.get("format") == "raw":
-            return Path(art["path"]), str(art["sha256"])
-    raise UsageError(f"{build.path}: the build has no raw export to promote (add raw to the spec's `export`)")
+def _show(event: TargetEvent) -> None:
+    # Byte counts come many times a second: only the start and the end of a counted step are shown.
+    if event.total and 0 < event.done < event.total:
+        return
+    progress_out.print(f"[dim]{event.target} {event.step}:[/] {event.detail}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,9 +75,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _promote_or_cleanup(args: argparse.Namespace, spec: Spec, build: BuildDir) -> dict[str, Any]:
-    from factory.aws import promote
+    from factory.record import to_jsonable
+    from factory.targets import runner
 
     if args.cleanup:
+        from factory.aws import promote
+
+        if args.only_target and args.only_target != ["aws"]:
+            raise UsageError("--cleanup removes AWS leftovers only: drop --only-target or give aws")
         cres = promote.cleanup(spec, build)
         summary: dict[str, Any] = {
             "removed_amis": list(cres.removed_amis),
@@ -75,16 +91,25 @@ def _promote_or_cleanup(args: argparse.Namespace, spec: Spec, build: BuildDir) -
             "manifest": str(cres.manifest),
         }
     else:
-        raw, sha = raw_artifact(build)
-        with build.stage_run("promote") as holder:
-            pres = promote.promote(
-                spec, build, raw, sha, progress=lambda e: out.print(f"[dim]{e.step}:[/] {e.detail}")
+        ctx = TargetContext(
+            spec=spec,
+            build=build,
+            events=lambda e: progress_out.print(f"[dim]{e.target} {e.step}:[/] {e.detail}"),
+        )
+        chosen = runner.select(ctx, args.only_target)
+        if not chosen:
+            raise UsageError(
+                f"{spec.source}: the spec names no target to publish to (aws, vsphere, openstack...)"
             )
-            holder["result"] = pres
-        summary = {
-            "amis": pres.amis,
-            "ssm": pres.ssm,
-            "retired": list(pres.retired),
-            "manifest": str(pres.manifest),
-        }
+        # --only-target runs add to what earlier runs published to the other targets.
+        before = ((build.stage("promote") or {}).get("result") or {}).get("targets") or {}
+        with build.stage_run("promote") as holder:
+            published = runner.publish(ctx, chosen)
+            holder["result"] = {"targets": {**before, **to_jsonable(published)}}
+        summary = {"targets": to_jsonable(published)}
+        if "aws" in published:
+            # The AWS fields as they were before there were other targets (scripts read them).
+            summary.update({k: published["aws"].stats[k] for k in ("amis", "ssm")})
+            summary["retired"] = list(published["aws"].retired.removed)
+            summary["manifest"] = str(published["aws"].manifest)
     return summary

@@ -34,7 +34,9 @@ log = logging.getLogger("factory.testbed")
 
 VOLUME_LABEL = "TESTBED 1 x86_64"
 # Bumped when the layout changes in a way the hashed inputs would not show.
-FORMAT = 3
+# 3: UEFI boot (GRUB in images/efiboot.img as the El Torito EFI entry, EFI/BOOT/grub.cfg), as on EL 7;
+#    the installer initramfs carries `ena` and `modules.builtin` (AWS's driver checks).
+FORMAT = 4
 SUITE = "bookworm"
 DATA = Path(__file__).parent
 
@@ -50,6 +52,8 @@ MEDIA_PACKAGES = (
     "libblkid1",
     "libuuid1",
     "libc6",
+    # GRUB's EFI modules: grub-mkimage builds the UEFI boot loader (EFI/BOOT/BOOTX64.EFI) from them.
+    "grub-efi-amd64-bin",
 )
 # The base system (images/install.img): sysvinit boots in seconds under TCG where systemd took 32 s
 # to a login prompt; busybox provides udhcpc for the EL7-style network service.
@@ -87,6 +91,44 @@ SCRIPTS = (
     "kmod.py",
     "tarorder.py",
 )
+# The host program that links the GRUB image; its version is hashed with the package versions (it must
+# match the modules' GRUB version, and a new one makes a different BOOTX64.EFI).
+GRUB_MKIMAGE = "grub-mkimage"
+# Built into BOOTX64.EFI: the FAT boot image holds no module directory (EL's grubx64.efi is monolithic too).
+GRUB_MODULES = (
+    "normal", "configfile", "echo", "test", "boot", "linuxefi", "linux", "fat", "iso9660", "part_msdos",
+    "part_gpt", "search", "search_label", "serial", "terminal", "terminfo", "efi_gop", "all_video",
+)  # fmt: skip
+# The El Torito EFI image (FAT, like lorax's efiboot.img) in KiB: room for BOOTX64.EFI (~0.7 MiB) + grub.cfg.
+EFIBOOT_KIB = 2048
+# The shape of EL 7.2's EFI/BOOT/grub.cfg (lorax 19.6.66): the media check as default ("1"), a 60 s
+# timeout, the disc found by its label, linuxefi/initrdefi, a troubleshooting submenu. The same file is
+# EFI/BOOT/grub.cfg in images/efiboot.img (what UEFI CD boot reads) and in the ISO tree.
+GRUB_CFG = """\
+set default="1"
+
+function load_video {
+  insmod all_video
+}
+
+set timeout=60
+search --no-floppy --set=root -l 'TESTBED 1 x86_64'
+
+menuentry 'Install TESTBED 1' --class fedora --class gnu-linux --class gnu --class os {
+\tlinuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=TESTBED\\x201\\x20x86_64 quiet
+\tinitrdefi /images/pxeboot/initrd.img
+}
+menuentry 'Test this media & install TESTBED 1' --class fedora --class gnu-linux --class gnu --class os {
+\tlinuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=TESTBED\\x201\\x20x86_64 rd.live.check quiet
+\tinitrdefi /images/pxeboot/initrd.img
+}
+submenu 'Troubleshooting -->' {
+\tmenuentry 'Rescue a TESTBED system' --class fedora --class gnu-linux --class gnu --class os {
+\t\tlinuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=TESTBED\\x201\\x20x86_64 rescue quiet
+\t\tinitrdefi /images/pxeboot/initrd.img
+\t}
+}
+"""
 ISOLINUX_CFG = """\
 default linux
 timeout 600
@@ -164,6 +206,7 @@ def build_testbed(cache: Path | None = None, *, force: bool = False) -> Testbed:
     """Build (or reuse from the cache) the testbed ISO and return where it is."""
     kernel_pkg = supermin.kernel_package()
     versions = _apt_versions([kernel_pkg, *MEDIA_PACKAGES, *BASE_PACKAGES, *EXTRA_PACKAGES])
+    versions[GRUB_MKIMAGE] = _grub_mkimage_version()
     digest = content_hash(_read_scripts(), versions)
     root = (cache or paths.cache_dir()) / "testbed"
     root.mkdir(parents=True, exist_ok=True)
@@ -175,6 +218,33 @@ def build_testbed(cache: Path | None = None, *, force: bool = False) -> Testbed:
         with tempfile.TemporaryDirectory(prefix=f"{digest[:12]}.", dir=root) as tmp:
             testbed = _build(Path(tmp), final, digest, kernel_pkg, versions)
         return testbed
+
+
+def _grub_mkimage_version() -> str:
+    """'grub-mkimage (GRUB) 2.06-13+deb12u2' (a ToolError naming grub-common when it is missing)."""
+    out = tools.run([GRUB_MKIMAGE, "--version"], timeout=30).stdout.decode(errors="replace").strip()
+    return out.splitlines()[0] if out else "unknown"
+
+
+def _efiboot(unpacked: Path, work: Path) -> Path:
+    """images/efiboot.img: a FAT image with EFI/BOOT/BOOTX64.EFI (GRUB, all modules built in, $prefix
+    /EFI/BOOT on the FAT image itself) and EFI/BOOT/grub.cfg, the layout UEFI CD boot of EL media reads."""
+    efi = work / "BOOTX64.EFI"
+    tools.run(
+        [
+            GRUB_MKIMAGE, "-O", "x86_64-efi", "-p", "/EFI/BOOT", "-o", efi,
+            "-d", unpacked / "usr/lib/grub/x86_64-efi", *GRUB_MODULES,
+        ],
+        timeout=120,
+    )  # fmt: skip
+    cfg = work / "grub.cfg"
+    cfg.write_text(GRUB_CFG)
+    img = work / "efiboot.img"
+    # A fixed volume id: the image's bytes depend only on its inputs.
+    tools.run(["mkfs.fat", "-C", "-i", "7e571bed", "-n", "ANACONDA", img, str(EFIBOOT_KIB)], timeout=60)
+    tools.run(["mmd", "-i", img, "::EFI", "::EFI/BOOT"], timeout=60)
+    tools.run(["mcopy", "-i", img, efi, cfg, "::EFI/BOOT/"], timeout=60)
+    return img
 
 
 def _load(meta: Path) -> Testbed:
@@ -215,6 +285,9 @@ def _build(work: Path, final: Path, digest: str, kernel_pkg: str, versions: dict
         shutil.copyfile(unpacked / "usr/lib/ISOLINUX/isolinux.bin", iso_linux / "isolinux.bin")
         shutil.copyfile(unpacked / "usr/lib/syslinux/modules/bios/ldlinux.c32", iso_linux / "ldlinux.c32")
         (iso_linux / "isolinux.cfg").write_text(ISOLINUX_CFG)
+        (tree / "EFI" / "BOOT").mkdir(parents=True)
+        (tree / "EFI" / "BOOT" / "grub.cfg").write_text(GRUB_CFG)
+        shutil.copyfile(_efiboot(unpacked, work), tree / "images" / "efiboot.img")
         shutil.copyfile(rootfs, tree / "images" / "install.img")
         (tree / "images" / "install.pkgs").write_text("".join(f"{line}\n" for line in base_lines))
         for name in EXTRA_PACKAGES:
@@ -245,6 +318,11 @@ def _build(work: Path, final: Path, digest: str, kernel_pkg: str, versions: dict
                 "-boot-load-size",
                 "4",
                 "-boot-info-table",
+                # The UEFI entry, as on EL media: OVMF boots images/efiboot.img's BOOTX64.EFI.
+                "-eltorito-alt-boot",
+                "-e",
+                "images/efiboot.img",
+                "-no-emul-boot",
                 tree,
             ],
             timeout=300,

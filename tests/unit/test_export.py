@@ -122,7 +122,7 @@ def test_unknown_format(tmp_path: Path, image: tuple[Path, str]) -> None:
     disk, _ = image
     # The spec's validator rejects it; a spec built without validation must still not get through.
     spec = make_spec(tmp_path, ["raw"]).model_copy(update={"export": (ExportFormat.RAW, "vdi")})
-    with pytest.raises(ExportError, match=r"unknown format\(s\) vdi \(known: raw, qcow2, vmdk, vhd\)"):
+    with pytest.raises(ExportError, match=r"unknown format\(s\) vdi \(known: raw, qcow2, vmdk, vhd, ova\)"):
         export.export(spec, disk, digest.sha256_file(disk), tmp_path / "out")
     _assert_nothing_left(tmp_path / "out")
 

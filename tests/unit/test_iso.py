@@ -110,16 +110,143 @@ def test_serial_isolinux_cfg() -> None:
     assert "append initrd=initrd.img inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64 rd.live.check quiet" in out
 
 
+SERIAL_GRUB_HEAD = [
+    "serial --unit=0 --speed=115200",
+    "terminal_input serial console",
+    "terminal_output serial console",
+    "set timeout=-1",
+    'set default="0"',  # "Install CentOS 7", not EL 7.2's "1" (Test this media & install)
+]
+
+
 def test_serial_grub_cfg() -> None:
     out = media.serial_grub_cfg(EL7_GRUB_CFG)
-    assert out.splitlines()[:4] == [
-        "serial --unit=0 --speed=115200",
-        "terminal_input serial console",
-        "terminal_output serial console",
-        "set timeout=-1",
-    ]
+    assert out.splitlines()[:5] == SERIAL_GRUB_HEAD
     assert "set timeout=60" not in out
+    assert 'set default="1"' not in out
     assert "menuentry 'Install CentOS 7'" in out
+    # Every kernel line, the submenu's too, talks on the serial port; nothing else changed.
+    linux = [line for line in out.splitlines() if line.strip().startswith("linuxefi ")]
+    assert len(linux) == 4
+    original = [line for line in EL7_GRUB_CFG.splitlines() if line.strip().startswith("linuxefi ")]
+    assert linux == [f"{line} console=ttyS0,115200" for line in original]
+    assert media.grub_install_entry(out).title == "Install CentOS 7"
+
+
+def test_serial_grub_cfg_console_follows_the_console_given() -> None:
+    out = media.serial_grub_cfg(EL7_GRUB_CFG, "ttyS1,9600")
+    assert out.splitlines()[0] == "serial --unit=1 --speed=9600"
+    assert out.count("console=ttyS1,9600") == 4
+    assert "console=ttyS0" not in out
+
+
+def test_serial_grub_cfg_adds_no_second_console() -> None:
+    once = media.serial_grub_cfg(EL7_GRUB_CFG)
+    assert media.serial_grub_cfg(once).count("console=ttyS0,115200") == 4
+
+
+_GRUB_ENTRY = """menuentry '{title}' --class os {{
+\tlinuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=X {args}
+\tinitrdefi /images/pxeboot/initrd.img
+}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("cfg", "default", "title"),
+    [
+        pytest.param(
+            _GRUB_ENTRY.format(title="Test this media & install", args="rd.live.check quiet")
+            + _GRUB_ENTRY.format(title="Install", args="quiet"),
+            1, "Install", id="media-check-first",
+        ),
+        pytest.param(
+            "submenu 'Troubleshooting -->' {\n"
+            + _GRUB_ENTRY.format(title="Rescue", args="rescue")
+            + "}\n"
+            + _GRUB_ENTRY.format(title="Install", args="quiet"),
+            1, "Install", id="submenu-counts-as-one-entry",
+        ),
+        pytest.param(
+            "# menuentry 'Old' {\n" + _GRUB_ENTRY.format(title="Install", args="quiet"),
+            0, "Install", id="commented-entry-is-not-an-entry",
+        ),
+        pytest.param(
+            'menuentry "Install \\"7\\"" --class os {\n\tlinuxefi /vmlinuz\n\tinitrdefi /initrd.img\n}\n',
+            0, 'Install \\"7\\"', id="double-quoted-title",
+        ),
+    ],
+)  # fmt: skip
+def test_serial_grub_cfg_default_is_the_installer_entry(cfg: str, default: int, title: str) -> None:
+    out = media.serial_grub_cfg('set default="0"\n' + cfg)
+    assert f'set default="{default}"' in out.splitlines()
+    assert out.count("set default=") == 1
+    assert media.grub_install_entry(cfg).title == title
+
+
+def test_serial_grub_cfg_without_an_installer_entry() -> None:
+    only_check = _GRUB_ENTRY.format(title="Test this media & install", args="rd.live.check quiet")
+    with pytest.raises(
+        MediaError, match=r"grub\.cfg: no top-level menu entry boots a kernel without rd\.live\.check"
+    ):
+        media.serial_grub_cfg(only_check)
+
+
+@pytest.mark.parametrize(
+    ("word", "quoted"),
+    [
+        ("inst.ks=http://10.0.2.2:40123/AbC_d-E/ks.cfg", "inst.ks=http://10.0.2.2:40123/AbC_d-E/ks.cfg"),
+        ("console=ttyS0,115200", "console=ttyS0,115200"),
+        ("inst.stage2=hd:LABEL=CentOS\\x207", "'inst.stage2=hd:LABEL=CentOS\\x207'"),
+        ("a b", "'a b'"),
+        ("it's", "'it'\\''s'"),
+        ("$root", "'$root'"),
+        ("x;reboot", "'x;reboot'"),
+    ],
+)
+def test_grub_quote(word: str, quoted: str) -> None:
+    assert media.grub_quote(word) == quoted
+
+
+# --- isolinux labels ----------------------------------------------------------------------------------------
+
+
+def test_isolinux_labels_with_blanks_are_whole() -> None:
+    cfg = (
+        "label Install CentOS 7\n  kernel vmlinuz\n"
+        "label linux rescue\n  kernel vmlinuz\n"
+        "label linux\n  kernel vmlinuz\n"
+    )
+    assert media.isolinux_labels(cfg) == ["Install CentOS 7", "linux rescue", "linux"]
+    out = media.serial_isolinux_cfg(cfg)
+    assert "default linux" in out.splitlines()
+
+
+def test_isolinux_first_label_with_blanks_is_the_default_whole() -> None:
+    out = media.serial_isolinux_cfg("label Install CentOS 7\n  kernel vmlinuz\n")
+    assert "default Install CentOS 7" in out.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        pytest.param(
+            "label linux\n  kernel a\n\nlabel check\n  kernel b\nlabel linux\n  kernel c\n",
+            r"isolinux.cfg: duplicate label 'linux' on lines 1 and 6", id="duplicate-linux",
+        ),
+        pytest.param(
+            "label linux\n  kernel a\nLABEL Linux\n  kernel c\n",
+            r"duplicate label 'Linux' on lines 1 and 3", id="duplicate-differing-in-case",
+        ),
+        pytest.param(
+            "label Install CentOS 7\nlabel linux\n  label Install CentOS 7\n",
+            r"duplicate label 'Install CentOS 7' on lines 1 and 3", id="duplicate-with-blanks",
+        ),
+    ],
+)  # fmt: skip
+def test_isolinux_duplicate_label_is_an_error(cfg: str, message: str) -> None:
+    with pytest.raises(MediaError, match=message):
+        media.serial_isolinux_cfg(cfg)
 
 
 @pytest.mark.parametrize("console", ["ttyS0", "hvc0,115200", "ttyS0,fast", ""], ids=str)
@@ -200,15 +327,18 @@ def test_remaster_edits_grub_cfg_inside_efiboot_img(
     assert _fat_grub_cfg(iso, tmp_path) == EL7_EFIBOOT_GRUB_CFG  # the fixture is what we think it is
     out = media.remaster_for_serial(iso)
     cfg = _fat_grub_cfg(out, tmp_path)
-    assert cfg.splitlines()[:4] == [
-        "serial --unit=0 --speed=115200",
-        "terminal_input serial console",
-        "terminal_output serial console",
-        "set timeout=-1",
-    ]
+    assert cfg.splitlines()[:5] == SERIAL_GRUB_HEAD
+    assert cfg == media.serial_grub_cfg(EL7_EFIBOOT_GRUB_CFG)
     assert "set timeout=60" not in cfg
+    assert 'set default="1"' not in cfg
     assert "menuentry 'Install CentOS Linux 7'" in cfg
-    assert "linuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64 quiet" in cfg
+    lines = cfg.splitlines()
+    entry = next(i for i, line in enumerate(lines) if line.startswith("menuentry 'Install CentOS Linux 7'"))
+    assert lines[entry + 1] == (
+        "\tlinuxefi /images/pxeboot/vmlinuz inst.stage2=hd:LABEL=CentOS\\x207\\x20x86_64 quiet"
+        " console=ttyS0,115200"
+    )
+    assert cfg.count("console=ttyS0,115200") == 2
     img = media.read_file(out, "/images/efiboot.img", tmp_path / "out-efiboot.img")
     listing = tools.run(["mdir", "-b", "-i", img, "::EFI/BOOT"], timeout=60).stdout.decode()
     assert {Path(line).name.upper() for line in listing.split()} >= {"BOOTX64.EFI", "GRUBX64.EFI", "GRUB.CFG"}

@@ -74,6 +74,10 @@ GOOD = [
         id="disabled-rule",
     ),
     pytest.param(mutate(mutate(base(), "aws.upload", "vm-import"), "aws.s3_bucket", "b"), id="vm-import"),
+    # Issue 14: GRUB's menu is recognised and the boot line typed at its command line (tests/vm/test_uefi.py).
+    pytest.param(
+        mutate(mutate(base(), "vm.firmware", "uefi"), "boot.mode", "serial-prompt"), id="uefi-serial-prompt"
+    ),
 ]
 
 
@@ -134,7 +138,10 @@ BAD_FIELDS: list[tuple[str, Any, str]] = [
         "expect.filesystems.0.min_size_gib: Input should be greater than 0",
     ),
     ("expect.skip", [{"rule": "x"}], "expect.skip.0.reason: Field required"),
-    ("export", ["iso"], "export.0: Input should be 'raw', 'qcow2', 'vmdk' or 'vhd'"),
+    ("export", ["iso"], "export.0: Input should be 'raw', 'qcow2', 'vmdk', 'vhd' or 'ova'"),
+    ("ova", "x", "ova: Input should be a valid dictionary"),
+    ("vsphere", "x", "vsphere: Input should be a valid dictionary"),
+    ("openstack", "x", "openstack: Input should be a valid dictionary"),
     ("aws.upload", "ftp", "aws.upload: Input should be 'ebs-direct' or 'vm-import'"),
     ("aws.upload", "vm-import", "aws: upload: vm-import needs s3_bucket"),
     ("aws.source_profile", DELETE, "aws.source_profile: Field required"),
@@ -220,6 +227,89 @@ def test_bad_field(tmp_path: Path, field: str, value: Any, problem: str) -> None
     assert "\n" not in info.value.message and info.value.message.startswith(f"{path}: ")
 
 
+def platforms() -> dict[str, Any]:
+    """The centos spec with a vSphere and an OpenStack target (and the exports they publish)."""
+    raw = mutate(base(), "export", ["raw", "qcow2", "ova"])
+    raw["vsphere"] = {
+        "url": "https://vcenter.example.com/sdk",
+        "datacenter": "DC0",
+        "cluster": "DC0_C0",
+        "datastore": "LocalDS_0",
+        "folder": "templates",
+        "network": "VM Network",
+    }
+    raw["ova"] = {"hardware_version": 14, "nic": "vmxnet3"}
+    raw["openstack"] = {"clouds": [{"cloud": "prod", "region": "RegionOne", "share_with": ["p1"]}]}
+    return raw
+
+
+BAD_PLATFORM_FIELDS: list[tuple[str, Any, str]] = [
+    ("ova.hardware_version", 4, "ova.hardware_version: Input should be greater than or equal to 7"),
+    ("ova.nic", "rtl8139", "ova.nic: Input should be 'vmxnet3' or 'e1000'"),
+    ("ova.serial_port", "maybe", "ova.serial_port: Input should be a valid boolean"),
+    ("vsphere.url", "vcenter.example.com", "vsphere.url: String should match pattern"),
+    ("vsphere.datacenter", DELETE, "vsphere.datacenter: Field required"),
+    ("vsphere.cluster", DELETE, "vsphere: give exactly one of cluster or resource_pool"),
+    ("vsphere.resource_pool", "pool", "vsphere: give exactly one of cluster or resource_pool"),
+    ("vsphere.datastore", DELETE, "vsphere.datastore: Field required"),
+    ("vsphere.folder", 5, "vsphere.folder: Input should be a valid string"),
+    ("vsphere.network", DELETE, "vsphere.network: Field required"),
+    ("vsphere.template_name", "{name}", "vsphere: template_name must contain {build_id}"),
+    ("vsphere.keep", 0, "vsphere.keep: Input should be greater than or equal to 1"),
+    ("vsphere.credentials_file", [], "vsphere.credentials_file: Input is not a valid path"),
+    ("vsphere.insecure", "maybe", "vsphere.insecure: Input should be a valid boolean"),
+    ("vsphere.timeout", 0, "vsphere.timeout: Input should be greater than 0"),
+    ("openstack.disk_format", "vmdk", "openstack.disk_format: Input should be 'qcow2' or 'raw'"),
+    ("openstack.image_name", "{name}", "openstack: image_name must contain {build_id}"),
+    ("openstack.keep", 0, "openstack.keep: Input should be greater than or equal to 1"),
+    ("openstack.os_distro", 5, "openstack.os_distro: Input should be a valid string"),
+    ("openstack.os_version", 7, "openstack.os_version: Input should be a valid string"),
+    ("openstack.hw_disk_bus", "nvme", "openstack.hw_disk_bus: Input should be"),
+    ("openstack.hw_vif_model", "vmxnet3", "openstack.hw_vif_model: Input should be"),
+    ("openstack.hw_qemu_guest_agent", "maybe", "openstack.hw_qemu_guest_agent: Input should be a valid"),
+    ("openstack.min_ram_mib", -1, "openstack.min_ram_mib: Input should be greater than or equal to 0"),
+    ("openstack.latest_tag", 5, "openstack.latest_tag: Input should be a valid string"),
+    ("openstack.clouds", [], "openstack: clouds: at least one cloud"),
+    ("openstack.timeout", 0, "openstack.timeout: Input should be greater than 0"),
+    ("openstack.clouds.0.cloud", DELETE, "openstack.clouds.0.cloud: Field required"),
+    ("openstack.clouds.0.region", 5, "openstack.clouds.0.region: Input should be a valid string"),
+    ("openstack.clouds.0.visibility", "public", "openstack.clouds.0: share_with needs visibility shared"),
+    ("openstack.clouds.0.share_with", "p1", "openstack.clouds.0.share_with: Input should be a valid tuple"),
+    (
+        "openstack.clouds.0.accept_as",
+        "p1",
+        "openstack.clouds.0.accept_as: Input should be a valid dictionary",
+    ),
+    (
+        "openstack.clouds.0.accept_as",
+        {"p9": "c"},
+        "openstack.clouds.0: accept_as names projects not in share_with",
+    ),
+    ("export", ["raw", "qcow2"], "vsphere: publishes the ova export: add ova to `export`"),
+    ("export", ["raw", "ova"], "openstack: publishes the qcow2 export: add qcow2 to `export`"),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    BAD_PLATFORM_FIELDS,
+    ids=[f"{f}={'deleted' if v is DELETE else v!r}" for f, v, _ in BAD_PLATFORM_FIELDS],
+)
+def test_bad_platform_field(tmp_path: Path, field: str, value: Any, problem: str) -> None:
+    path = write(tmp_path, mutate(platforms(), field, value))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert info.value.exit_code == EXIT_USAGE
+    assert any(problem in p for p in info.value.problems), info.value.problems
+
+
+def test_platform_targets_load(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, platforms()))
+    assert spec.vsphere is not None and spec.vsphere.cluster == "DC0_C0"
+    assert spec.openstack is not None and spec.openstack.clouds[0].share_with == ("p1",)
+    assert spec.ova.hardware_version == 14
+
+
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     raw = mutate(mutate(base(), "vm.cpus", 0), "timeouts.ssh", 0)
     with pytest.raises(SpecError) as info:
@@ -241,7 +331,8 @@ def test_every_field_has_a_bad_case() -> None:
         return out
 
     # A field is covered by a row that sets it or whose expected problem names it; list indexes dropped.
-    paths = {f for f, _, _ in BAD_FIELDS} | {problem.split(":")[0] for _, _, problem in BAD_FIELDS}
+    rows = BAD_FIELDS + BAD_PLATFORM_FIELDS
+    paths = {f for f, _, _ in rows} | {problem.split(":")[0] for _, _, problem in rows}
     covered = {p.replace(".0.", ".").removesuffix(".0") for p in paths}
     missing = fields(Spec, "") - covered - {"source"}
     assert not missing, f"no bad case for: {sorted(missing)}"

@@ -27,6 +27,10 @@ def test_content_hash_is_stable() -> None:
         pytest.param({**SCRIPTS, "new.sh": b""}, VERSIONS, id="script-added"),
         pytest.param(SCRIPTS, {**VERSIONS, "busybox-static": "1:1.36.0-1"}, id="version-changed"),
         pytest.param(SCRIPTS, {**VERSIONS, "tree": "2.1.0-1"}, id="package-added"),
+        # The host's grub-mkimage links BOOTX64.EFI: a new one is a new EFI boot image (issue 14).
+        pytest.param(
+            SCRIPTS, {**VERSIONS, build.GRUB_MKIMAGE: "grub-mkimage (GRUB) 2.12-1"}, id="grub-mkimage"
+        ),
     ],
 )
 def test_content_hash_changes_with_any_input(scripts: dict[str, bytes], versions: dict[str, str]) -> None:
@@ -35,6 +39,15 @@ def test_content_hash_changes_with_any_input(scripts: dict[str, bytes], versions
 
 def test_content_hash_separates_parts() -> None:
     assert build.content_hash(SCRIPTS, VERSIONS, part="rootfs") != build.content_hash(SCRIPTS, VERSIONS)
+
+
+def test_uefi_boot_inputs_are_hashed() -> None:
+    # GRUB's modules come from a package whose version is hashed; grub.cfg, the module list and the EFI
+    # image's size are constants of build.py, which is a hashed script.
+    assert "grub-efi-amd64-bin" in build.MEDIA_PACKAGES
+    assert "build.py" in build.SCRIPTS
+    assert "linuxefi" in build.GRUB_MODULES and "serial" in build.GRUB_MODULES
+    assert build.FORMAT >= 3
 
 
 def test_every_hashed_script_exists() -> None:
@@ -80,3 +93,14 @@ def test_module_load_order_puts_dependencies_first(tmp_path: Path) -> None:
 def test_module_missing_is_a_tool_error(tmp_path: Path) -> None:
     with pytest.raises(ToolError, match="neither in the kernel package nor built in"):
         kmod.load_order(["nope"], kmod.module_index(tmp_path), builtin=set())
+
+
+def test_testbed_boot_configs_have_the_el_shape() -> None:
+    from factory import media
+
+    # EL 7.2's default is the media check; the remaster must move it to the installer entry.
+    assert 'set default="1"' in build.GRUB_CFG.splitlines()
+    entry = media.grub_install_entry(build.GRUB_CFG)
+    assert (entry.title, entry.index) == ("Install TESTBED 1", 0)
+    assert 'set default="0"' in media.serial_grub_cfg(build.GRUB_CFG).splitlines()
+    assert media.isolinux_labels(build.ISOLINUX_CFG) == ["linux"]

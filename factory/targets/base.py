@@ -1,0 +1,220 @@
+"""The one interface every publishing target has (AWS, vSphere, OpenStack, and the ones after them).
+
+    gate (verified -> sealed -> exported, by sha256) -> target.publish(ctx, artifact) -> Published
+    target.status(ctx) -> Status           what exists for this build, read back from the platform
+    target.retire(ctx, keep) -> Retired    older images of the spec beyond `keep`, never a "latest" one
+
+A target is named by its key in the spec (`aws:`, `vsphere:`, `openstack:` ...) and finds its own section
+there. It keeps its own manifest under the build directory (`targets/<key>.json`, see TargetManifest),
+written after every step, so a re-run after a kill resumes (finishes or cleans up) instead of duplicating.
+Targets never import each other; the pipeline and `factory promote` reach them only through `registry`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from factory import compliance
+from factory.errors import InputError
+from factory.gate import require_verified
+from factory.record import BuildDir, atomic_write_text, to_jsonable
+from factory.spec import Spec
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetEvent:
+    """One progress report of a target: `step` is a stable name (upload, import, tag, retire...)."""
+
+    target: str
+    step: str
+    detail: str
+    done: int = 0
+    total: int = 0
+
+
+EventSink = Callable[[TargetEvent], None]
+
+
+def _no_events(event: TargetEvent) -> None:
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """An exported file as the export stage recorded it (the gate follows sha256 -> source_sha256)."""
+
+    format: str
+    path: Path
+    sha256: str
+    size: int
+    source_sha256: str
+
+    @classmethod
+    def from_record(cls, entry: dict[str, Any]) -> Artifact:
+        return cls(
+            format=str(entry["format"]),
+            path=Path(entry["path"]),
+            sha256=str(entry["sha256"]),
+            size=int(entry.get("size", 0)),
+            source_sha256=str(entry.get("source_sha256", "")),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetContext:
+    """What a target may use: the spec, the build (record + directory) and one event sink."""
+
+    spec: Spec
+    build: BuildDir
+    events: EventSink = _no_events
+
+    def manifest_path(self, key: str) -> Path:
+        return self.build.path / "targets" / f"{key}.json"
+
+    def emit(self, target: str, step: str, detail: str, done: int = 0, total: int = 0) -> None:
+        self.events(TargetEvent(target, step, detail, done, total))
+
+    @property
+    def created_date(self) -> str:
+        """The build's creation date as YYYYMMDD (names of published images carry it)."""
+        created = str(self.build.record.get("created", ""))[:10].replace("-", "")
+        return created or self.build.build_id[:8]
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishedImage:
+    """One image as a platform holds it: `location` says where (account/region, datacenter/folder, cloud)."""
+
+    location: str
+    id: str
+    name: str
+    state: str = "available"
+    extra: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Retired:
+    target: str
+    # ids removed from the platform, ids only hidden (to be removed by a later run), ids kept on purpose
+    removed: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    target: str
+    images: tuple[PublishedImage, ...]
+    retired: Retired
+    manifest: Path
+    # Figures worth showing (bytes sent, seconds...), target-specific, plain values.
+    stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    target: str
+    state: str  # the manifest's state: new, running, complete, failed
+    images: tuple[PublishedImage, ...]
+
+
+@runtime_checkable
+class Target(Protocol):
+    """A place images are published to. `key` is its spec section; `label` is for tables."""
+
+    key: ClassVar[str]
+    label: ClassVar[str]
+
+    def configured(self, spec: Spec) -> bool:
+        """Whether the spec names this target (has its section)."""
+        ...
+
+    def artifact_format(self, spec: Spec) -> str:
+        """The export format this target publishes (raw, qcow2, ova...): the spec must export it."""
+        ...
+
+    def publish(self, ctx: TargetContext, artifact: Artifact) -> Published: ...
+
+    def status(self, ctx: TargetContext) -> Status: ...
+
+    def retire(self, ctx: TargetContext, keep: int) -> Retired: ...
+
+
+def exported(build: BuildDir) -> tuple[Artifact, ...]:
+    """The artifacts of the build's finished export stage (none unless it finished)."""
+    export = build.stage("export") or {}
+    if export.get("status") != "ok":
+        return ()
+    return tuple(Artifact.from_record(a) for a in (export.get("result") or {}).get("artifacts", []))
+
+
+def gated_publish(target: Target, ctx: TargetContext, artifact: Artifact) -> Published:
+    """The one way any target publishes: the promotion gate first, the same for every target."""
+    require_verified(ctx.build, artifact.sha256)
+    # The compliance half of the gate (a spec with a compliance section: a passing scan of the sealed image).
+    # Targets attach the same dict to what they publish (AWS: AMI tags; see compliance.publish_metadata).
+    compliance.publish_metadata(ctx.spec, ctx.build)
+    return target.publish(ctx, artifact)
+
+
+class TargetManifest:
+    """A target's own manifest (build/<spec>/<id>/targets/<key>.json); every change is saved at once."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+
+    @classmethod
+    def load(cls, ctx: TargetContext, key: str, *, image_sha256: str = "") -> TargetManifest:
+        path = ctx.manifest_path(key)
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except FileNotFoundError:
+            data = {
+                "target": key,
+                "build_id": ctx.build.build_id,
+                "spec": ctx.spec.name,
+                "image_sha256": image_sha256,
+                "state": "new",
+            }
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: unreadable target manifest: {exc}") from None
+        data.setdefault("places", {})
+        data.setdefault("retired", [])
+        if image_sha256:
+            data["image_sha256"] = image_sha256
+        return cls(path, data)
+
+    def save(self) -> None:
+        self.data["updated"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        atomic_write_text(self.path, json.dumps(to_jsonable(self.data), indent=2, sort_keys=True) + "\n")
+
+    @property
+    def state(self) -> str:
+        return str(self.data.get("state", "new"))
+
+    def set_state(self, state: str, error: str | None = None) -> None:
+        self.data["state"] = state
+        if error is None:
+            self.data.pop("error", None)
+        else:
+            self.data["error"] = error
+        self.save()
+
+    def place(self, name: str) -> dict[str, Any]:
+        """The entry of one place (a datacenter, a cloud...), created empty."""
+        entry: dict[str, Any] = self.data["places"].setdefault(name, {})
+        return entry
+
+    def update_place(self, name: str, **fields: Any) -> None:
+        self.place(name).update(fields)
+        self.save()
+
+    def add_retired(self, place: str, image_id: str, how: str, why: str) -> None:
+        self.data["retired"].append({"place": place, "id": image_id, "how": how, "why": why})
+        self.save()
