@@ -11,6 +11,7 @@ libraries put into the image, which is exactly what the offline scan avoids.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -49,6 +50,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-compliance-"))
+    try:
+        return _run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, work: Path) -> int:
     image = _image(args, work)
     base = load_spec(ROOT / "specs" / "testbed.yaml")
     spec = base.model_copy(update={"compliance": Compliance(profile=PROFILE)})
