@@ -32,13 +32,15 @@ OVMF_FD = "/usr/share/ovmf/OVMF.fd"
 PROBE_TEXT = b"image-factory capability probe\n"
 QEMU_BOOT_TIMEOUT_S = 60.0
 UEFI_START_TIMEOUT_S = 60.0
+OSCAP_PROBE_PROFILE = "xccdf_org.imagefactory_profile_testbed"
 
 
 @dataclass(frozen=True)
 class Capability:
     name: str
     # "required" by every build, "testbed" (building the testbed medium), "serial" (serial-prompt media
-    # remaster), "xfs" (offline reads of non-ext images: EL), "uefi" (vm.firmware: uefi).
+    # remaster), "xfs" (offline reads of non-ext images: EL), "uefi" (vm.firmware: uefi), "compliance"
+    # (a spec with a compliance section).
     needed_for: str
     what: str
     # Host programs or files it uses: what --install-host-deps installs and what the fix names.
@@ -197,6 +199,25 @@ def _probe_cpio(work: Path) -> str:
     return "wrote and listed a newc archive"
 
 
+def _probe_openscap(work: Path) -> str:
+    """Scan a small offline tree with the factory's own testbed datastream: one rule must pass, one fail."""
+    from factory import compliance, scap
+
+    tree = work / "root"
+    (tree / "etc" / "ssh").mkdir(parents=True)
+    (tree / "etc" / "ssh" / "sshd_config").write_text("PermitRootLogin yes\n")
+    shadow = tree / "etc" / "shadow"
+    shadow.write_text("root:!:19000:0:99999:7:::\n")
+    shadow.chmod(0o640)
+    arf, report = work / "arf.xml", work / "report.html"
+    compliance.evaluate(scap.TESTBED_DATASTREAM, OSCAP_PROBE_PROFILE, tree, arf, report)
+    got = {r.rule.rsplit("_rule_", 1)[-1]: r.result for r in scap.rule_results(arf)}
+    want = {"sshd_disable_root_password_login": "fail", "file_permissions_etc_shadow": "pass"}
+    if {k: got.get(k) for k in want} != want:
+        raise FactoryError(f"oscap judged an offline tree wrongly (OSCAP_PROBE_ROOT ignored?): {got}")
+    return "oscap evaluated an offline tree (OSCAP_PROBE_ROOT): one rule passed, one failed, as planted"
+
+
 def _probe_uefi(work: Path) -> str:
     from factory import qemu
 
@@ -250,6 +271,7 @@ CAPABILITIES: tuple[Capability, ...] = (
         _probe_efiboot,
     ),
     Capability("uefi", "uefi", "UEFI firmware starts (OVMF)", (OVMF_FD,), _probe_uefi),
+    Capability("openscap", "compliance", "offline compliance scans (OpenSCAP)", ("oscap",), _probe_openscap),
 )
 BY_NAME = {c.name: c for c in CAPABILITIES}
 
@@ -266,6 +288,8 @@ def needed_by(spec: Spec) -> tuple[str, ...]:
         names.append("libguestfs")  # seal's offline re-check of xfs/LVM
     if spec.vm.firmware is Firmware.UEFI:
         names.append("uefi")
+    if spec.compliance is not None:
+        names.append("openscap")
     return tuple(dict.fromkeys(names))
 
 

@@ -89,6 +89,10 @@ class VerifyError(FactoryError):
     exit_code = EXIT_VERIFY
 
 
+class ComplianceError(VerifyError):
+    """The compliance scan found failing rules the spec does not waive (exit 6, like any failed check)."""
+
+
 class SealError(FactoryError):
     exit_code = EXIT_SEAL
 

@@ -129,7 +129,7 @@ def _debugfs_snapshot(device: str, dirs: Sequence[str], files: Sequence[str]) ->
     return snap
 
 
-def _root_partition(raw: Path) -> Partition | None:
+def root_partition(raw: Path) -> Partition | None:
     """The ext partition holding /etc (a separate /boot is skipped), or None when there is none."""
     for part in partitions(raw):
         if part.fstype != "ext":
@@ -206,7 +206,7 @@ def snapshot(
 ) -> Snapshot:
     """Read `dirs` (names in them) and `files` (their bytes) from the root filesystem of `image`."""
     with raw_copy(image, image.parent) as raw:
-        root = _root_partition(raw)
+        root = root_partition(raw)
         if root is not None:
             return _debugfs_snapshot(f"{raw}?offset={root.offset}", dirs, files)
     return guestfish_snapshot(image, dirs, files, accel)

@@ -1,6 +1,6 @@
 """`factory build`: the stages in order, each timed, recorded and skippable when its inputs are unchanged.
 
-    validate -> media -> install -> verify -> seal -> export [-> promote]
+    validate -> media -> install -> verify -> seal [-> compliance] -> export [-> promote]
 
 A build is keyed by the hashes of its ISO, flattened kickstart, spec and factory version. A later run
 with the same key reopens that build directory and skips every stage already done, so an unchanged input
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from factory import __version__, buildlog, digest, sshkey
-from factory.errors import FactoryError, VerifyError
+from factory.errors import ComplianceError, FactoryError, VerifyError
 from factory.record import STAGES, BuildDir
 from factory.spec import Spec
 
@@ -43,6 +43,8 @@ class Outcome:
     build_dir: Path | None = None
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {status, seconds}
     image_sha256: str | None = None
+    # "profile: N passed / N failed / N waived" when the spec has a compliance section and it was scanned.
+    compliance: str | None = None
     amis: dict[str, dict[str, str]] = field(default_factory=dict)
     # target key -> what it published (factory.targets.base.Published)
     published: dict[str, Any] = field(default_factory=dict)
@@ -188,7 +190,8 @@ class Runner:
         disk = build.path / "disk.qcow2"
         if not self.options.verify:
             self.outcome.image_sha256 = digest.sha256_file(disk)
-            for name in ("verify", "seal", "export", "promote"):
+            scan = ("compliance",) if spec.compliance is not None else ()
+            for name in ("verify", "seal", *scan, "export", "promote"):
                 self._skip(name)
             return
         self._verify_seal_export(build, disk)
@@ -230,6 +233,10 @@ class Runner:
         seal_result = (build.stage("seal") or {})["result"]
         sealed = Path(seal_result["sealed_image"])
         self.outcome.image_sha256 = seal_result["sealed_sha256"]
+        if spec.compliance is not None:
+            self._compliance(build, sealed, seal_result["sealed_sha256"])
+        elif self.options.from_stage == "compliance":
+            self.forced = True  # no scan to re-run: re-run what follows it
         if self._must_run(build, "export"):
             with self._stage("export", build) as holder:
                 media_result = (build.stage("media") or {}).get("result") or {}
@@ -247,6 +254,24 @@ class Runner:
             self._promote(build)
         else:
             self._skip("promote")
+
+    def _compliance(self, build: BuildDir, sealed: Path, sealed_sha256: str) -> None:
+        from factory import compliance
+
+        if not build.stage_ok(compliance.STAGE, compliance.stage_inputs(self.spec, sealed_sha256)):
+            # Another image, profile, waiver or datastream: the recorded verdict says nothing about this one.
+            self.forced = True
+        if self._must_run(build, compliance.STAGE):
+            # The gate records the stage itself: a failing scan keeps its counts in the record.
+            with self._stage(compliance.STAGE):
+                try:
+                    compliance.gate(self.spec, build, sealed, sealed_sha256)
+                except ComplianceError:
+                    self.outcome.compliance = compliance.recorded_line(build)
+                    raise
+        else:
+            self._skip(compliance.STAGE)
+        self.outcome.compliance = compliance.recorded_line(build)
 
     def _promote(self, build: BuildDir) -> None:
         """Publish to every target the spec names (AWS, vSphere, OpenStack...), each behind the gate."""

@@ -26,7 +26,8 @@ from typing import Any
 
 from factory import __version__
 
-STAGES = ("validate", "media", "install", "verify", "seal", "export", "promote")
+# "compliance" runs only for a spec with a compliance section (factory.compliance).
+STAGES = ("validate", "media", "install", "verify", "seal", "compliance", "export", "promote")
 
 
 def new_build_id() -> str:

@@ -288,6 +288,40 @@ class Aws(Strict):
         return next((t.web_identity for t in self.targets if t.profile == profile), None)
 
 
+class Waiver(Strict):
+    """A failing compliance rule accepted on purpose; the reason travels into the record and the report."""
+
+    rule: Annotated[str, Field(min_length=1)]
+    reason: Annotated[str, Field(min_length=3)]
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, v: str) -> str:
+        if len(v.strip()) < 3:
+            raise ValueError("give the reason the rule is waived (at least 3 characters)")
+        return v.strip()
+
+
+class Compliance(Strict):
+    """Scan the sealed image with OpenSCAP against `profile`; the gate passes when every failing rule is
+    waived. `datastream` defaults to the SCAP Security Guide one for the spec's OS (factory.scap)."""
+
+    profile: Annotated[str, Field(min_length=1)]
+    datastream: Path | None = None
+    waivers: tuple[Waiver, ...] = ()
+    # Serve the kickstart with anaconda's `%addon org_fedora_oscap` for the profile (hardens at install).
+    remediate_at_install: bool = False
+
+    @field_validator("waivers")
+    @classmethod
+    def _unique(cls, v: tuple[Waiver, ...]) -> tuple[Waiver, ...]:
+        seen = [w.rule for w in v]
+        dupes = sorted({r for r in seen if seen.count(r) > 1})
+        if dupes:
+            raise ValueError(f"rule {dupes[0]!r} is waived more than once")
+        return v
+
+
 # (os, release) whose kernel has no ENA driver: an AMI flagged EnaSupport would boot on a Nitro instance
 # without network. The driver arrived in the EL 7.4 kernel (3.10.0-693); Oracle Linux's RHCK is the same.
 NO_ENA: dict[tuple[str, str], str] = {
@@ -477,6 +511,7 @@ class Spec(Strict):
     ova: Ova = Ova()
     vsphere: Vsphere | None = None
     openstack: Openstack | None = None
+    compliance: Compliance | None = None
 
     # Where the spec was loaded from; relative paths in it are relative to this file's folder.
     source: Path = Path()
@@ -531,9 +566,24 @@ class Spec(Strict):
             raise ValueError("export: pxe needs a `pxe:` section with base_url (where its http/ is served)")
         return self
 
+    def compliance_datastream(self) -> Path | None:
+        """The SCAP source datastream the compliance scan uses (None: no compliance section)."""
+        if self.compliance is None:
+            return None
+        if self.compliance.datastream is not None:
+            p = self.compliance.datastream
+            return p if p.is_absolute() else self.base_dir / p
+        from factory import scap
+
+        return scap.default_datastream(self.os, scap.major_release(self.os_release, self.kickstart.version))
+
     def digest(self) -> str:
-        """sha256 of the spec's content (not its path): part of the build key."""
-        return hashlib.sha256(self.model_dump_json(exclude={"source"}).encode()).hexdigest()
+        """sha256 of the spec's content (not its path): part of the build key.
+
+        Not the compliance section: what of it changes the install (the %addon) is in the served kickstart,
+        which the key covers too; a new waiver re-runs the scan stage only (its own inputs, see
+        factory.compliance), not the install."""
+        return hashlib.sha256(self.model_dump_json(exclude={"source", "compliance"}).encode()).hexdigest()
 
 
 def _format_error(err: Any) -> str:
@@ -591,6 +641,12 @@ def load_spec(path: Path) -> Spec:
         raise SpecError(path, [_format_error(e) for e in exc.errors()]) from None
     if not spec.kickstart_path.is_file():
         raise SpecError(path, [f"kickstart.path: {spec.kickstart_path} does not exist"])
+    if spec.compliance is not None:
+        from factory import scap
+
+        problems = scap.spec_problems(spec, require_installed=False)
+        if problems:
+            raise SpecError(path, problems)
     return spec
 
 

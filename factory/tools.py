@@ -48,6 +48,11 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "mkfs.fat": ("dosfstools", "dosfstools"),
     # The testbed's UEFI boot loader: grub-mkimage links BOOTX64.EFI from grub-efi-amd64-bin's modules.
     "grub-mkimage": ("grub-common", "grub2-tools"),
+    # The compliance gate scans the sealed image offline with OpenSCAP, against SCAP Security Guide content
+    # (Fedora/RHEL: scap-security-guide has the EL 7 datastreams under the same path).
+    "oscap": ("openscap-scanner", "openscap-scanner"),
+    "/usr/share/xml/scap/ssg/content/ssg-centos7-ds.xml": ("ssg-nondebian", "scap-security-guide"),
+    "/usr/share/xml/scap/ssg/content/ssg-ol7-ds.xml": ("ssg-nondebian", "scap-security-guide"),
     # Files, not programs (hostdeps checks an absolute path for existence): the testbed's BIOS boot loader.
     # Fedora/RHEL ship them as /usr/share/syslinux/{isolinux.bin,ldlinux.c32}.
     "/usr/lib/ISOLINUX/isolinux.bin": ("isolinux", "syslinux"),

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from factory import digest
+from factory import compliance, digest
 from factory.aws import ebs_direct, kms_access, vm_import
 from factory.aws.local import LOCAL, local_aws, profiles
 from factory.aws.manifest import Manifest
@@ -121,6 +121,8 @@ def promote(
     aws = _aws(spec)
     # First of all: an unverified image never leaves the factory, not even as a pending snapshot.
     require_verified(build, image_sha256)
+    # ...and a spec asking for compliance publishes only a sealed image whose scan passed the gate.
+    compliance_tags(spec, build)
     if not raw_image.is_file():
         raise AwsError(f"{raw_image}: the raw image to promote does not exist")
     manifest = Manifest.load(build.path, build_id=build.build_id, spec=spec.name, image_sha256=image_sha256)
@@ -150,6 +152,11 @@ def cleanup(spec: Spec, build: BuildDir, *, settings: AwsSettings | None = None)
             return run.cleanup()
         except (ClientError, BotoCoreError) as exc:
             raise AwsError(f"cleanup of build {build.build_id} failed: {exc}") from None
+
+
+def compliance_tags(spec: Spec, build: BuildDir) -> dict[str, str]:
+    """The compliance result as AMI tags (factory:compliance-profile, ...-passed, ...-report-sha256...)."""
+    return {f"factory:compliance-{k}": v for k, v in compliance.publish_metadata(spec, build).items()}
 
 
 def _tags(d: dict[str, str]) -> list[Any]:
@@ -202,6 +209,7 @@ class _Run:
             "factory:build-id": self.build.build_id,
             "factory:image-sha256": image_sha256,
             "factory:kickstart-sha256": str(inputs.get("kickstart_sha256", "unknown")),
+            **compliance_tags(self.spec, self.build),
         }
 
     def source_ec2(self) -> EC2Client:

@@ -1,4 +1,5 @@
-"""`factory build SPEC...`: validate -> media -> install -> verify -> seal -> export [-> promote]."""
+"""`factory build SPEC...`: validate -> media -> install -> verify -> seal [-> compliance] -> export
+[-> promote]."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 
 from factory import paths
-from factory.errors import ToolError, UsageError
+from factory.errors import SpecError, ToolError, UsageError
 from factory.pipeline import BUILD_STAGES, Options, Outcome, run_build
 from factory.record import to_jsonable
 from factory.spec import Spec, find_specs, load_spec
@@ -147,6 +148,11 @@ def summary_table(outcomes: list[Outcome]) -> Table:
     return table
 
 
+def compliance_lines(outcomes: list[Outcome]) -> list[str]:
+    """One line per scanned spec: profile, passed / failed / waived (failed counts unwaived rules only)."""
+    return [f"compliance: {o.spec}: {o.compliance}" for o in outcomes if o.compliance]
+
+
 def ami_table(outcomes: list[Outcome]) -> Table | None:
     rows = [
         (o.spec, account, region, ami)
@@ -190,6 +196,7 @@ def outcome_json(o: Outcome) -> dict[str, Any]:
         "image_sha256": o.image_sha256,
         "amis": o.amis,
         "targets": to_jsonable(o.published),
+        "compliance": o.compliance,
         "error": o.error,
         "exit_code": o.exit_code,
     }
@@ -201,12 +208,28 @@ def preflight(specs: list[Spec], *, install: bool) -> None:
     from factory import capabilities, hostdeps
 
     needed = list(dict.fromkeys(n for s in specs for n in capabilities.needed_by(s)))
-    hostdeps.ensure(capabilities.tools_of(needed), install=install)
+    # A compliance spec's default SCAP datastream is a host file too (ssg-nondebian for EL 7).
+    datastreams = [
+        str(path)
+        for s in specs
+        if s.compliance is not None
+        and s.compliance.datastream is None
+        and (path := s.compliance_datastream()) is not None
+    ]
+    hostdeps.ensure((*capabilities.tools_of(needed), *datastreams), install=install)
     failed = [c for c in capabilities.check(needed, reuse=True) if not c.ok]
     if failed:
         raise ToolError(
             "this host cannot build: " + "; ".join(f"{c.what}: {c.detail} (fix: {c.fix})" for c in failed)
         )
+    for spec in specs:
+        if spec.compliance is not None:
+            from factory import scap
+
+            # Deferred when the spec was loaded without its datastream installed: checked now that it is.
+            problems = scap.spec_problems(spec)
+            if problems:
+                raise SpecError(spec.source, problems)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -239,6 +262,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([outcome_json(o) for o in outcomes], indent=2))
     else:
         console.print(summary_table(outcomes))
+        for line in compliance_lines(outcomes):
+            console.print(line, markup=False, highlight=False)
         amis = ami_table(outcomes)
         if amis is not None:
             console.print(amis)

@@ -2,6 +2,8 @@
 
 The result goes into the build record (stage "verify"), bound to the image's sha256: that is what the
 promotion gate reads. Exit 0 when every check passed, 6 when the image did not boot or a check failed.
+`--compliance-only` re-runs just the OpenSCAP scan of the build's sealed image (stage "compliance"):
+exit 6 when a failing rule is not waived.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ def register(sub: Any) -> None:
     p.add_argument("--image", type=Path, help="the disk to verify (default: BUILD_DIR/disk.qcow2)")
     p.add_argument("--build", type=Path, metavar="BUILD_DIR", help="the build whose key logs in")
     p.add_argument("--list", action="store_true", help="list the acceptance checks (names for expect.skip)")
+    p.add_argument(
+        "--compliance-only",
+        action="store_true",
+        help="re-run only the compliance scan (spec's compliance section) of the build's sealed image",
+    )
     p.set_defaults(func=run)
 
 
@@ -70,6 +77,25 @@ def run_verify(spec: Spec, build: BuildDir, image: Path) -> int:
     return 0
 
 
+def run_compliance(spec: Spec, build: BuildDir) -> int:
+    from factory import compliance, digest
+
+    if spec.compliance is None:
+        raise UsageError(f"{spec.source}: --compliance-only: the spec has no compliance section")
+    seal = (build.stage("seal") or {}).get("result") or {}
+    sealed = Path(str(seal.get("sealed_image", build.path / "sealed.qcow2")))
+    if not build.stage_ok("seal") or not sealed.is_file():
+        raise UsageError(f"{build.path}: no sealed image to scan (the build has not been sealed)")
+    sealed_sha256 = digest.sha256_file(sealed)
+    if sealed_sha256 != seal.get("sealed_sha256"):
+        raise VerifyError(f"{sealed}: not the sealed image the build recorded; refusing to scan it")
+    result = compliance.gate(spec, build, sealed, sealed_sha256)
+    out.print(
+        f"{spec.name}: compliance {result.line()} (image {sealed_sha256[:16]}); report: {result.report}"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list:
         for check in checks.CHECKS:
@@ -84,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
     # The build directory holds the key the image accepts (added by its install): no build, no login.
     build_path = args.build or newest_build(paths.build_root(), spec.name)
     build = BuildDir.open(build_path)
+    if args.compliance_only:
+        if args.image is not None:
+            raise UsageError("--compliance-only scans the build's sealed image: drop --image")
+        return run_compliance(spec, build)
     image = args.image or build.path / "disk.qcow2"
     if not image.is_file():
         raise UsageError(f"{image}: no such image (give --image PATH)")

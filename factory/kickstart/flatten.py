@@ -239,11 +239,35 @@ def _pre_written(lines: list[str]) -> dict[str, int]:
     return found
 
 
+def oscap_addon(profile: str) -> str:
+    """Anaconda's OpenSCAP add-on section: remediate the installed system to `profile` at install time,
+    with the SCAP Security Guide content the installer image carries (content-type scap-security-guide)."""
+    return f"%addon org_fedora_oscap\n    content-type = scap-security-guide\n    profile = {profile}\n%end\n"
+
+
+def _with_addon(flat: Flattened, spec: Spec) -> Flattened:
+    if spec.compliance is None or not spec.compliance.remediate_at_install:
+        return flat
+    section = oscap_addon(spec.compliance.profile)
+    # Its lines come from the spec (line 0: the spec as a whole), not from any kickstart file.
+    origin = (Path(os.path.abspath(spec.source)), 0)
+    text = flat.text if flat.text.endswith("\n") or not flat.text else flat.text + "\n"
+    added = section.splitlines()
+    return Flattened(
+        root=flat.root,
+        text=text + section,
+        lines=(*flat.lines, *([origin] * len(added))),
+        files=flat.files,
+        notes=flat.notes,
+    )
+
+
 def flatten_for_spec(spec: Spec) -> Flattened:
-    """The kickstart exactly as the factory serves it for `spec` (the kernel switch applied)."""
+    """The kickstart exactly as the factory serves it for `spec` (the kernel switch applied, and the
+    OpenSCAP add-on when `compliance.remediate_at_install` asks for it)."""
     swaps = KERNEL_SWITCH if spec.keep_uek else None
     try:
-        return flatten(spec.kickstart_path, swaps)
+        return _with_addon(flatten(spec.kickstart_path, swaps), spec)
     except KickstartInputError as exc:
         if spec.keep_uek and "to swap for" in exc.message:
             raise KickstartInputError(

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from factory import compliance
 from factory.errors import InputError
 from factory.gate import require_verified
 from factory.record import BuildDir, atomic_write_text, to_jsonable
@@ -155,6 +156,9 @@ def exported(build: BuildDir) -> tuple[Artifact, ...]:
 def gated_publish(target: Target, ctx: TargetContext, artifact: Artifact) -> Published:
     """The one way any target publishes: the promotion gate first, the same for every target."""
     require_verified(ctx.build, artifact.sha256)
+    # The compliance half of the gate (a spec with a compliance section: a passing scan of the sealed image).
+    # Targets attach the same dict to what they publish (AWS: AMI tags; see compliance.publish_metadata).
+    compliance.publish_metadata(ctx.spec, ctx.build)
     return target.publish(ctx, artifact)
 
 

@@ -7,7 +7,7 @@
 #   C <line> <word>...        a command and its words, quotes removed (like shlex in pykickstart)
 #   K <line> <package>        one line of %packages
 #   S <line> <n> <word>...    a %post header; its body is in SCRIPT_DIR/ks-script-<n>
-#   X <line> <section>        a section the testbed skips (%pre, %addon, %anaconda, ...)
+#   X <line> <section> [name] a section the testbed skips (%pre, %addon <name>, %anaconda, ...)
 #   E <line> <message>        a syntax error (unterminated quote or section)
 # Shell words are split here, not with `eval`, because hashes like $6$salt$... must stay literal.
 exec awk -v scriptdir="$2" '
@@ -64,6 +64,8 @@ BEGIN { section = ""; nscript = 0 }
 		print out
 		next
 	}
+	# %addon also names the add-on, so the installer can say which one it skipped.
+	if (T[1] == "%addon") { section = "addon"; print "X\t" NR "\t" T[1] "\t" T[2]; next }
 	if (T[1] ~ /^%/) { section = substr(T[1], 2); print "X\t" NR "\t" T[1]; next }
 	emit("C", n)
 }

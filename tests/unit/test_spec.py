@@ -197,6 +197,21 @@ BAD_FIELDS: list[tuple[str, Any, str]] = [
     ("vm.colour", "blue", "vm.colour: unknown field"),
     ("aws.targets.0.colour", "blue", "aws.targets.0.colour: unknown field"),
     ("source", "/etc/passwd", "source: unknown field"),
+    ("compliance", "x", "compliance: Input should be a valid dictionary"),
+    ("compliance.profile", DELETE, "compliance.profile: Field required"),
+    (
+        "compliance.profile",
+        "xccdf_nope",
+        "compliance.profile: 'xccdf_nope' is not a profile of ssg-centos7-ds.xml",
+    ),
+    ("compliance.datastream", 5, "compliance.datastream: Input is not a valid path"),
+    (
+        "compliance.remediate_at_install",
+        "maybe",
+        "compliance.remediate_at_install: Input should be a valid boolean",
+    ),
+    ("compliance.waivers", [{"rule": "r"}], "compliance.waivers.0.reason: Field required"),
+    ("compliance.waivers", [{"reason": "because"}], "compliance.waivers.0.rule: Field required"),
     *(
         row
         for where in ("aws.source_web_identity", "aws.targets.0.web_identity")

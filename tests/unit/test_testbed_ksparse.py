@@ -59,6 +59,11 @@ def plan(tmp_path: Path, ks: str) -> list[list[str]]:
         ),
         pytest.param("%pre\nexit 1\n%end\n", [["X", "1", "%pre"]], id="pre-skipped"),
         pytest.param(
+            "%addon org_fedora_oscap\n    content-type = scap-security-guide\n%end\ntext\n",
+            [["X", "1", "%addon", "org_fedora_oscap"], ["C", "4", "text"]],
+            id="addon-named",
+        ),
+        pytest.param(
             "%post\necho\n",
             [["S", "1", "1"], ["E", "2", "Section %post does not end with %end."]],
             id="no-end",
