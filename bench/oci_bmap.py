@@ -1,5 +1,6 @@
 """Benchmark: the OCI export vs the raw export of one sealed image; bytes `bmaptool copy` writes vs raw size.
 
+    python bench/oci_bmap.py               (builds the testbed first, not timed; run as root)
     python bench/oci_bmap.py BUILD_DIR     (a sealed build: build/<spec>/<build-id>, run as root)
     python bench/oci_bmap.py BUILD_DIR --image PATH     (another disk of that build, e.g. disk.qcow2)
 
@@ -33,17 +34,34 @@ def bmaptool_copy_bytes(bmap: Path, image: Path, target: Path) -> int:
     return int(dict(line.split(": ") for line in out.splitlines())["wchar"])
 
 
+def _testbed_build() -> Path:
+    """A sealed testbed build, made with `factory build` into a temp folder (not part of the figures)."""
+    import subprocess
+
+    root = Path(tempfile.mkdtemp(prefix="bench-oci-build-"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "factory", "build", "specs/testbed.yaml", "--json", "--build-dir", str(root)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"the testbed build failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return Path(json.loads(proc.stdout)[0]["build_dir"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("build", type=Path)
+    parser.add_argument("build", type=Path, nargs="?", help="a sealed build (default: build the testbed)")
     parser.add_argument("--image", type=Path, help="the disk to export (default: the sealed image)")
     parser.add_argument(
         "--spec", type=Path, default=Path(__file__).resolve().parents[1] / "specs/testbed.yaml"
     )
     args = parser.parse_args()
-    build = BuildDir.open(args.build)
+    build = BuildDir.open(args.build if args.build is not None else _testbed_build())
     if args.image is not None:
         image, sealed_sha = args.image, digest.sha256_file(args.image)
     else:
