@@ -321,3 +321,8 @@ def publish_metadata(spec: Spec, build: BuildDir) -> dict[str, str]:
         "report-sha256": str(result.get("report_sha256", "")),
         "image-sha256": str(sealed),
     }
+
+
+def labels(spec: Spec, build: BuildDir) -> dict[str, str]:
+    """publish_metadata as `compliance-*` keys, for a target (or the OCI export) that has one namespace."""
+    return {f"compliance-{k}": v for k, v in publish_metadata(spec, build).items()}

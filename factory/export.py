@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +134,7 @@ def export(
     *,
     build_id: str = "local",
     iso: Path | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> ExportResult:
     """Convert `image` (the sealed disk, whose sha256 is `source_sha256`) to every format in spec.export.
 
@@ -198,7 +199,9 @@ def export(
         placed = [(converted[f], staged[f][0]) for f in formats]
         info = None
         if ExportFormat.OCI in all_formats:
-            info, oci_placed = _stage_oci(spec, image, source_sha256, out_dir, oci_staging, build_id=build_id)
+            info, oci_placed = _stage_oci(
+                spec, image, source_sha256, out_dir, oci_staging, build_id=build_id, labels=labels or {}
+            )
             placed += oci_placed
         if iso is not None and ExportFormat.PXE in all_formats:
             placed.append(_stage_pxe(spec, iso, source_sha256, out_dir, pxe_staging))
@@ -265,12 +268,27 @@ def _stage_pxe(
 
 
 def _stage_oci(
-    spec: Spec, image: Path, source_sha256: str, out_dir: Path, staging: Path, *, build_id: str
+    spec: Spec,
+    image: Path,
+    source_sha256: str,
+    out_dir: Path,
+    staging: Path,
+    *,
+    build_id: str,
+    labels: Mapping[str, str],
 ) -> tuple[OciInfo, list[tuple[Artifact, Path]]]:
     from factory.oci.build import stage_oci
 
     staging.mkdir()
-    st = stage_oci(spec, image, source_sha256, staging, build_id=build_id, report_dir=out_dir / "oci-verify")
+    st = stage_oci(
+        spec,
+        image,
+        source_sha256,
+        staging,
+        build_id=build_id,
+        report_dir=out_dir / "oci-verify",
+        extra=labels,
+    )
     layout = out_dir / f"{spec.name}.oci"
     archive = out_dir / f"{spec.name}.docker.tar"
     info = OciInfo(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factory import __version__, buildlog, digest, sshkey
+from factory import __version__, buildlog, compliance, digest, sshkey
 from factory.errors import ComplianceError, FactoryError, VerifyError
 from factory.record import STAGES, BuildDir
 from factory.spec import Spec
@@ -246,6 +246,7 @@ class Runner:
                     seal_result["sealed_sha256"],
                     build.path / "export",
                     build_id=build.build_id,
+                    labels=compliance.labels(spec, build),
                     iso=Path(media_result["iso"]) if media_result.get("iso") else None,
                 )
         else:

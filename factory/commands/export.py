@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-from factory import digest, export
+from factory import compliance, digest, export
 from factory.errors import EXIT_OK, InputError
 from factory.record import BuildDir
 from factory.spec import load_spec
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
             result["sealed_sha256"],
             out_dir,
             build_id=build.build_id,
+            labels=compliance.labels(spec, build),
             iso=Path(media["iso"]) if media.get("iso") else None,
         )
         holder["result"] = exported

@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,8 +108,16 @@ def source_epoch(image_path: Path) -> int:
     return int(image_path.stat().st_mtime)
 
 
-def labels(spec: Spec, *, build_id: str, created: int, source_sha256: str) -> dict[str, str]:
+# Facts of other stages (the compliance scan's, via compliance.publish_metadata) travel as labels with this
+# prefix: they are part of the image config, so of its digest.
+FACTORY_LABEL_PREFIX = "io.image-factory."
+
+
+def labels(
+    spec: Spec, *, build_id: str, created: int, source_sha256: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
     return {
+        **{f"{FACTORY_LABEL_PREFIX}{k}": v for k, v in sorted((extra or {}).items())},
         "org.opencontainers.image.created": image.rfc3339(created),
         "org.opencontainers.image.version": build_id,
         "org.opencontainers.image.revision": spec.digest(),
@@ -172,7 +181,14 @@ def check_tree(spec: Spec, tree: Path, out: Path) -> ContainerCheck:
 
 
 def stage_oci(
-    spec: Spec, image_path: Path, source_sha256: str, staging: Path, *, build_id: str, report_dir: Path
+    spec: Spec,
+    image_path: Path,
+    source_sha256: str,
+    staging: Path,
+    *,
+    build_id: str,
+    report_dir: Path,
+    extra: Mapping[str, str] | None = None,
 ) -> OciStaged:
     """Build the OCI layout and docker-archive under `staging` (a fresh temp folder the caller owns).
 
@@ -197,7 +213,7 @@ def stage_oci(
     cfg = image.ImageConfig(
         env=spec.container.env,
         cmd=spec.container.cmd or DEFAULT_CMD[spec.os],
-        labels=labels(spec, build_id=build_id, created=epoch, source_sha256=source_sha256),
+        labels=labels(spec, build_id=build_id, created=epoch, source_sha256=source_sha256, extra=extra),
         created=epoch,
         history=f"image-factory: root filesystem of {spec.name} sealed image sha256:{source_sha256}",
     )

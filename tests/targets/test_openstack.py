@@ -294,3 +294,45 @@ def test_target_interface() -> None:
     from factory.targets.base import Target
 
     assert isinstance(targets.get("openstack"), Target) and isinstance(OpenstackTarget(), Target)
+
+
+def test_compliance_result_travels_as_image_properties(
+    tmp_path: Path, sealed_disk: Path, glance: str, clouds: Path
+) -> None:
+    from factory import compliance, digest
+
+    profile = "xccdf_org.imagefactory_profile_testbed"
+    spec = write_spec(
+        tmp_path / "spec", name="os-scap", openstack=os_section(), compliance={"profile": profile}
+    )
+    build = gated_build(spec, tmp_path / "build", sealed_disk)
+    sealed = digest.sha256_file(sealed_disk)
+    counts = {"passed": 3, "failed": 0, "waived": 0, "other": 0}
+    result = {
+        "passed": True,
+        "profile": profile,
+        "image_sha256": sealed,
+        "counts": counts,
+        "report_sha256": "r" * 64,
+    }
+    build.record_stage(compliance.STAGE, "ok", result=result, inputs=compliance.stage_inputs(spec, sealed))
+    props = stored(glance, publish(spec, build).images[0].id)
+    assert props["factory_compliance_profile"] == profile
+    assert (props["factory_compliance_passed"], props["factory_compliance_failed"]) == ("3", "0")
+    assert props["factory_compliance_report_sha256"] == "r" * 64
+    assert props["factory_compliance_image_sha256"] == sealed
+
+
+def test_no_passing_compliance_scan_publishes_nothing(
+    tmp_path: Path, sealed_disk: Path, glance: str, clouds: Path
+) -> None:
+    spec = write_spec(
+        tmp_path / "spec",
+        name="os-scap-missing",
+        openstack=os_section(),
+        compliance={"profile": "xccdf_org.imagefactory_profile_testbed"},
+    )
+    build = gated_build(spec, tmp_path / "build", sealed_disk)  # sealed and exported, never scanned
+    with pytest.raises(VerifyError, match="compliance scan has not passed"):
+        publish(spec, build)
+    assert spec_images(glance, "os-scap-missing") == []

@@ -21,7 +21,7 @@ import pytest
 from factory import digest, export, tools
 from factory.errors import EXIT_VERIFY, ExportError, ToolError, VerifyError
 from factory.oci import layer, rootfs
-from factory.spec import Spec
+from factory.spec import Spec, load_spec
 from tests.rootfs_disk import EPOCH, make_disk, make_tree
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the OCI export writes files as their owners: root")
@@ -241,3 +241,25 @@ def test_container_profile_checks_packages(tmp_path: Path, disk: tuple[Path, Pat
     with pytest.raises(VerifyError, match=r"\(1 failed\)"):
         run_export(spec, disk[0], tmp_path / "out")
     assert "vim is not installed" in (tmp_path / "out/oci-verify/pytest.log").read_text()
+
+
+def test_compliance_facts_are_labels_in_the_image_config() -> None:
+    """Other stages' facts (the compliance scan's) become io.image-factory.* labels: part of the digest."""
+    from factory.oci.build import FACTORY_LABEL_PREFIX, labels
+
+    spec = load_spec(Path(__file__).resolve().parents[2] / "specs" / "testbed.yaml")
+    got = labels(
+        spec,
+        build_id="b1",
+        created=0,
+        source_sha256="s" * 64,
+        extra={"compliance-profile": "p", "compliance-failed": "0"},
+    )
+    assert got[f"{FACTORY_LABEL_PREFIX}compliance-profile"] == "p"
+    assert got[f"{FACTORY_LABEL_PREFIX}compliance-failed"] == "0"
+    assert got["org.opencontainers.image.version"] == "b1"
+    assert (
+        labels(spec, build_id="b1", created=0, source_sha256="s" * 64)
+        .keys()
+        .isdisjoint({f"{FACTORY_LABEL_PREFIX}compliance-profile"})
+    )

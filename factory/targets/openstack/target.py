@@ -22,6 +22,7 @@ import openstack
 from keystoneauth1 import exceptions as ksa_exceptions
 from openstack import exceptions as os_exceptions
 
+from factory import compliance
 from factory.errors import FactoryError, OpenstackError
 from factory.spec import Firmware, Openstack, OpenstackCloud, Spec
 from factory.targets.base import (
@@ -278,6 +279,10 @@ class OpenstackTarget:
         }
         if ctx.spec.vm.firmware is Firmware.UEFI:
             props["hw_firmware_type"] = "uefi"
+        # The compliance scan's result, bound to the image's sha256, when the spec asks for one.
+        props.update(
+            {f"factory_{k.replace('-', '_')}": v for k, v in compliance.labels(ctx.spec, ctx.build).items()}
+        )
         return props
 
     def _share(

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from pyVmomi import vim, vmodl
 
+from factory import compliance
 from factory import ova as ova_format
 from factory.errors import FactoryError, VsphereError
 from factory.spec import Firmware, Spec, Vsphere
@@ -111,7 +112,13 @@ class VsphereTarget:
         creds = credentials(cfg, ctx.spec.base_dir)
         name = template_name(ctx, cfg)
         where = _where(cfg)
-        facts = {"spec": ctx.spec.name, "build-id": ctx.build.build_id, "image-sha256": artifact.sha256}
+        facts = {
+            "spec": ctx.spec.name,
+            "build-id": ctx.build.build_id,
+            "image-sha256": artifact.sha256,
+            # The compliance scan's result (profile, counts, report sha256) when the spec asks for one.
+            **compliance.labels(ctx.spec, ctx.build),
+        }
         package = nfc.read_ova(artifact.path)
         stats: dict[str, Any] = {"image_bytes": _capacity(package.descriptor)}
         with connect(cfg, creds) as si:
