@@ -100,7 +100,15 @@ class _Fakes:
         return {"sealed_image": str(build.path / "disk.qcow2"), "sealed_sha256": "e" * 64}
 
     def export(
-        self, spec: Spec, image: Path, sha: str, out: Path, *, build_id: str, iso: Path | None
+        self,
+        spec: Spec,
+        image: Path,
+        sha: str,
+        out: Path,
+        *,
+        build_id: str,
+        iso: Path | None,
+        labels: dict[str, str],
     ) -> dict[str, Any]:
         self.calls.append("export")
         return {"artifacts": []}
