@@ -238,7 +238,39 @@ class Console:
                 self._log.close()
 
 
-class LineEcho:
+class _AnsiStream:
+    """Splits serial output into CSI escape sequences and characters, across reads: a sequence cut at the
+    end of one read is kept and completed by the next. Subclasses say what a sequence and a character do."""
+
+    _pending: str
+
+    def feed(self, data: str) -> None:
+        data = self._pending + data
+        self._pending = ""
+        i = 0
+        while i < len(data):
+            if data[i] == "\x1b":
+                m = _CSI.match(data, i)
+                if m is None:
+                    if _CSI_PREFIX.fullmatch(data, i):
+                        self._pending = data[i:]  # the rest comes with the next read
+                        return
+                    i += 1  # a lone ESC or a sequence we do not know: layout only
+                    continue
+                self._csi(m.group(0))
+                i = m.end()
+                continue
+            self._char(data[i])
+            i += 1
+
+    def _csi(self, seq: str) -> None:
+        raise NotImplementedError
+
+    def _char(self, ch: str) -> None:
+        raise NotImplementedError
+
+
+class LineEcho(_AnsiStream):
     """The boot loader's line buffer, rebuilt from its echo (a pure parser: bytes in, buffer out).
 
     Two kinds of line editor are followed:
@@ -285,34 +317,17 @@ class LineEcho:
         self.buffer = None
         self.updates += 1
 
-    def feed(self, data: str) -> None:
-        data = self._pending + data
-        self._pending = ""
-        i = 0
-        while i < len(data):
-            ch = data[i]
-            if ch == "\x1b":
-                m = _CSI.match(data, i)
-                if m is None:
-                    if _CSI_PREFIX.fullmatch(data, i):
-                        self._pending = data[i:]  # the rest comes with the next read
-                        return
-                    i += 1  # a lone ESC or a sequence we do not know: layout only
-                    continue
-                self._csi(m.group(0))
-                i = m.end()
-                continue
-            if self._redraw is not None:
-                if ch.isprintable():
-                    self._redraw.append(ch)
-            elif ch in "\b\x7f":
-                if self.buffer:
-                    self.buffer = self.buffer[:-1]
-                self.updates += 1
-            elif ch.isprintable() and self.buffer is not None:
-                self.buffer += ch
-                self.updates += 1
-            i += 1
+    def _char(self, ch: str) -> None:
+        if self._redraw is not None:
+            if ch.isprintable():
+                self._redraw.append(ch)
+        elif ch in "\b\x7f":
+            if self.buffer:
+                self.buffer = self.buffer[:-1]
+            self.updates += 1
+        elif ch.isprintable() and self.buffer is not None:
+            self.buffer += ch
+            self.updates += 1
 
     def _csi(self, seq: str) -> None:
         if seq in {"\x1b[1G", "\x1b[G"}:
@@ -341,7 +356,7 @@ class LineEcho:
             self.buffer = None
 
 
-class ScreenEcho:
+class ScreenEcho(_AnsiStream):
     """A full-screen line editor's line, rebuilt from what it draws (GRUB 2 command line; a pure parser).
 
     GRUB does not echo a key as a character stream: for every key it moves the cursor to the line's
@@ -383,26 +398,9 @@ class ScreenEcho:
         self.buffer = None
         self.updates += 1
 
-    def feed(self, data: str) -> None:
-        data = self._pending + data
-        self._pending = ""
-        i = 0
-        while i < len(data):
-            ch = data[i]
-            if ch == "\x1b":
-                m = _CSI.match(data, i)
-                if m is None:
-                    if _CSI_PREFIX.fullmatch(data, i):
-                        self._pending = data[i:]
-                        return
-                    i += 1
-                    continue
-                self._csi(m.group(0))
-                i = m.end()
-                continue
-            if self._start is not None:
-                self._draw(ch)
-            i += 1
+    def _char(self, ch: str) -> None:
+        if self._start is not None:
+            self._draw(ch)
 
     def _csi(self, seq: str) -> None:
         m = _CUP.fullmatch(seq)
