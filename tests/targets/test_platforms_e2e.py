@@ -1,6 +1,7 @@
 """`factory build specs/testbed-platforms.yaml --promote`: the real testbed install, verified, sealed,
-exported as raw, qcow2 and OVA, then published to all three targets — AWS (embedded moto), vSphere (vcsim)
-and OpenStack (Glance) — with the summary in --json and the template and image read back from the APIs."""
+exported as raw (+ block map), qcow2, OVA, an OCI image and a PXE tree, then published to every target —
+AWS (embedded moto), vSphere (vcsim), OpenStack (Glance) and a registry (docker-registry) — with the summary
+in --json and the template, the image and the pushed tags read back from the services."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from tests.targets.conftest import write_clouds
+from tests.targets.registry_service import LocalRegistry
 from tests.targets.vcsim_service import Vcsim
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,11 +40,16 @@ def build_root() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def outcome(
-    build_root: Path, vcsim: Vcsim, glance: str, tmp_path_factory: pytest.TempPathFactory
+    build_root: Path,
+    vcsim: Vcsim,
+    glance: str,
+    registry: LocalRegistry,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("platforms")
     raw = yaml.safe_load(SPEC.read_text())
     raw["vsphere"]["url"] = vcsim.url  # the simulator listens on a free port
+    raw["registry"].update(url=registry.url, auth_file=str(registry.auth_file))
     raw["kickstart"]["path"] = str((SPEC.parent / raw["kickstart"]["path"]).resolve())
     spec = work / "testbed-platforms.yaml"
     spec.write_text(yaml.safe_dump(raw))
@@ -74,7 +81,7 @@ def outcome(
 def test_every_target_published(outcome: dict[str, Any], vcsim: Vcsim, glance: str) -> None:
     assert outcome["stages"]["promote"]["status"] == "ok"
     targets = outcome["targets"]
-    assert sorted(targets) == ["aws", "openstack", "vsphere"]
+    assert sorted(targets) == ["aws", "openstack", "registry", "vsphere"]
     build_id = Path(outcome["build_dir"]).name
     (template,) = targets["vsphere"]["images"]
     assert template["state"] == "template" and build_id in template["name"]
@@ -94,3 +101,29 @@ def test_every_target_published(outcome: dict[str, Any], vcsim: Vcsim, glance: s
     for key in ("vsphere", "openstack"):
         manifest = json.loads((Path(outcome["build_dir"]) / "targets" / f"{key}.json").read_text())
         assert manifest["state"] == "complete"
+
+
+def test_container_image_and_pxe_tree(outcome: dict[str, Any], registry: LocalRegistry) -> None:
+    build = Path(outcome["build_dir"])
+    record = json.loads((build / "record.json").read_text())
+    seal, export = record["stages"]["seal"]["result"], record["stages"]["export"]["result"]
+    formats = {a["format"]: a for a in export["artifacts"]}
+    assert {"raw", "qcow2", "ova", "oci", "docker-archive", "pxe"} <= set(formats)
+    # The container image: checked with the container profile, bound to the sealed image, a real layout.
+    assert all(formats[f]["source_sha256"] == seal["sealed_sha256"] for f in ("oci", "docker-archive", "pxe"))
+    assert export["oci"]["check_passed"] is True and export["oci"]["reader"] == "debugfs"
+    assert (Path(formats["oci"]["path"]) / "index.json").is_file()
+    pxe = Path(formats["pxe"]["path"])
+    assert (pxe / "tftp" / "pxelinux.0").is_file() and (
+        pxe / "http" / "ks" / "testbed-platforms.ks"
+    ).is_file()
+    # Pushed: the build's tag and `latest` name the layout's manifest, as the registry itself says.
+    build_id = build.name
+    for tag in (build_id, "latest"):
+        proc = subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=false", f"--authfile={registry.auth_file}",
+             f"docker://{registry.url}/factory/testbed:{tag}"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    assert registry.password not in json.dumps(outcome)
