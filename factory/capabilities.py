@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -24,11 +25,14 @@ from pathlib import Path
 from factory import paths, tools
 from factory.errors import FactoryError
 from factory.record import atomic_write_text
-from factory.spec import BootMode, Firmware, Spec
+from factory.spec import BootMode, ExportFormat, Firmware, Spec
 
 ISOLINUX_BIN = "/usr/lib/ISOLINUX/isolinux.bin"
 LDLINUX_C32 = "/usr/lib/syslinux/modules/bios/ldlinux.c32"
 OVMF_FD = "/usr/share/ovmf/OVMF.fd"
+PXELINUX_0 = "/usr/lib/PXELINUX/pxelinux.0"
+GRUB_EFI_MODULES = "/usr/lib/grub/x86_64-efi"
+PXE_BOOT_TIMEOUT_S = 60.0
 PROBE_TEXT = b"image-factory capability probe\n"
 QEMU_BOOT_TIMEOUT_S = 60.0
 UEFI_START_TIMEOUT_S = 60.0
@@ -40,7 +44,7 @@ class Capability:
     name: str
     # "required" by every build, "testbed" (building the testbed medium), "serial" (serial-prompt media
     # remaster), "xfs" (offline reads of non-ext images: EL), "uefi" (vm.firmware: uefi), "compliance"
-    # (a spec with a compliance section).
+    # (a spec with a compliance section), "export" (the oci and pxe exports, boot.mode: pxe, a registry).
     needed_for: str
     what: str
     # Host programs or files it uses: what --install-host-deps installs and what the fix names.
@@ -235,6 +239,86 @@ def _probe_uefi(work: Path) -> str:
     return "OVMF started and drew on the serial console"
 
 
+def _probe_bmap(work: Path) -> str:
+    image = work / "sparse.raw"
+    with image.open("wb") as f:
+        f.truncate(8 << 20)
+        f.seek(4 << 20)
+        f.write(PROBE_TEXT * 4096)  # one data run in the middle of a hole
+    bmap = work / "sparse.bmap"
+    tools.run(["bmaptool", "create", "-o", bmap, image], timeout=60)
+    text = bmap.read_text()
+    mapped = re.search(r"<MappedBlocksCount>\s*(\d+)", text)
+    total = re.search(r"<BlocksCount>\s*(\d+)", text)
+    if mapped is None or total is None or not 0 < int(mapped.group(1)) < int(total.group(1)):
+        raise FactoryError("bmaptool create did not map the data of a sparse image (and only it)")
+    return f"mapped {mapped.group(1)} of {total.group(1)} blocks of a sparse image"
+
+
+def _blob(layout: Path, data: bytes) -> dict[str, object]:
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+def _probe_oci(work: Path) -> str:
+    import gzip
+    import io
+    import tarfile
+
+    layout = work / "layout"
+    (layout / "blobs" / "sha256").mkdir(parents=True)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("probe.txt")
+        info.size = len(PROBE_TEXT)
+        tar.addfile(info, io.BytesIO(PROBE_TEXT))
+    raw_layer = buf.getvalue()
+    layer = _blob(layout, gzip.compress(raw_layer, mtime=0))
+    config = _blob(layout, json.dumps({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(raw_layer).hexdigest()}"]},
+    }).encode())  # fmt: skip
+    manifest = _blob(layout, json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer}],
+    }).encode())  # fmt: skip
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest,
+        "annotations": {"org.opencontainers.image.ref.name": "probe"},
+    }]}))  # fmt: skip
+    out = json.loads(tools.run(["skopeo", "inspect", f"oci:{layout}:probe"], timeout=120).stdout)
+    if out.get("Digest") != manifest["digest"]:
+        raise FactoryError(f"skopeo read another manifest digest ({out.get('Digest')}) from the layout")
+    tools.run(["skopeo", "copy", f"oci:{layout}:probe", f"docker-archive:{work / 'probe.tar'}:probe:1"])
+    return "skopeo read an OCI layout and wrote it as a docker-archive"
+
+
+def _probe_pxe(work: Path) -> str:
+    from factory import qemu
+
+    tftp = work / "tftp"
+    (tftp / "pxelinux.cfg").mkdir(parents=True)
+    shutil.copy(PXELINUX_0, tftp / "pxelinux.0")
+    shutil.copy(LDLINUX_C32, tftp / "ldlinux.c32")
+    # `serial` in the config it fetched over TFTP is what makes pxelinux print its banner on ttyS0.
+    (tftp / "pxelinux.cfg" / "default").write_text("serial 0 115200\nprompt 1\ntimeout 0\n")
+    cfg = qemu.VmConfig(
+        serial_socket=work / "console.sock",
+        qmp_socket=work / "qmp.sock",
+        memory_mib=256,
+        boot_order="n",
+        tftp_root=tftp,
+        bootfile="pxelinux.0",
+        name="factory-pxe-probe",
+    )
+    with qemu.running(cfg, work / "console.log") as vm:
+        vm.console.expect([r"PXELINUX \d"], PXE_BOOT_TIMEOUT_S, "pxelinux's banner (config read over TFTP)")
+    return "iPXE loaded pxelinux and its config from QEMU's TFTP (banner on the serial console)"
+
+
 CAPABILITIES: tuple[Capability, ...] = (
     Capability(
         "qemu", "required", "QEMU boots a kernel (TCG)", ("qemu-system-x86_64", "depmod"), _probe_qemu
@@ -272,6 +356,18 @@ CAPABILITIES: tuple[Capability, ...] = (
     ),
     Capability("uefi", "uefi", "UEFI firmware starts (OVMF)", (OVMF_FD,), _probe_uefi),
     Capability("openscap", "compliance", "offline compliance scans (OpenSCAP)", ("oscap",), _probe_openscap),
+    # Every shipped spec exports raw (AWS takes it), and with it its block map: required, like the rest.
+    Capability("bmap", "required", "block maps of raw images (bmaptool)", ("bmaptool",), _probe_bmap),
+    Capability(
+        "oci", "export", "OCI image layouts and docker-archives (skopeo)", ("skopeo", "sfdisk"), _probe_oci
+    ),
+    Capability(
+        "pxe",
+        "export",
+        "network boot (iPXE, QEMU's TFTP, pxelinux; GRUB's EFI modules)",
+        ("qemu-system-x86_64", PXELINUX_0, LDLINUX_C32, GRUB_EFI_MODULES, "grub-mkimage"),
+        _probe_pxe,
+    ),
 )
 BY_NAME = {c.name: c for c in CAPABILITIES}
 
@@ -290,6 +386,10 @@ def needed_by(spec: Spec) -> tuple[str, ...]:
         names.append("uefi")
     if spec.compliance is not None:
         names.append("openscap")
+    if ExportFormat.OCI in spec.export or spec.registry is not None:
+        names.append("oci")
+    if ExportFormat.PXE in spec.export or spec.boot.mode is BootMode.PXE:
+        names.append("pxe")
     return tuple(dict.fromkeys(names))
 
 

@@ -57,6 +57,9 @@ PACKAGES: dict[str, tuple[str, str]] = {
     # Fedora/RHEL ship them as /usr/share/syslinux/{isolinux.bin,ldlinux.c32}.
     "/usr/lib/ISOLINUX/isolinux.bin": ("isolinux", "syslinux"),
     "/usr/lib/syslinux/modules/bios/ldlinux.c32": ("syslinux-common", "syslinux"),
+    # Network boot (export: [pxe], boot.mode: pxe): pxelinux for BIOS, GRUB's EFI modules for UEFI.
+    "/usr/lib/PXELINUX/pxelinux.0": ("pxelinux", "syslinux-tftpboot"),
+    "/usr/lib/grub/x86_64-efi": ("grub-efi-amd64-bin", "grub2-efi-x64-modules"),
     # UEFI firmware for vm.firmware: uefi (Fedora/RHEL: /usr/share/edk2/ovmf/).
     "/usr/share/ovmf/OVMF.fd": ("ovmf", "edk2-ovmf"),
 }

@@ -41,6 +41,7 @@ def path_with(tmp_path: Path, programs: list[str]) -> str:
 BASE = ["apt-get", "apt-cache", "dpkg-deb", "depmod", "sh", "env"]
 REQUIRED = [
     "qemu-system-x86_64", "qemu-img", "xorriso", "ssh", "ssh-keygen", "mkfs.ext4", "debugfs", "depmod",
+    "bmaptool",
 ]  # fmt: skip
 
 

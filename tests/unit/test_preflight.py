@@ -81,3 +81,25 @@ def test_needed_by(spec: str, expected: set[str], absent: set[str]) -> None:
     names = set(capabilities.needed_by(load_spec(ROOT / "specs" / spec)))
     assert expected <= names
     assert not names & absent
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        pytest.param({"export": ["raw", "oci"]}, {"oci", "bmap"}, id="oci-export"),
+        pytest.param({"export": ["qcow2", "pxe"]}, {"pxe"}, id="pxe-export"),
+        pytest.param({"boot": {"mode": "pxe"}}, {"pxe"}, id="pxe-install"),
+    ],
+)
+def test_export_and_network_boot_needs(changes: dict[str, object], expected: set[str]) -> None:
+    import yaml
+
+    from factory.spec import Spec
+
+    raw = yaml.safe_load((ROOT / "specs" / "testbed-platforms.yaml").read_text())
+    raw.update(changes)
+    raw["source"] = ROOT / "specs" / "testbed-platforms.yaml"
+    for key in ("vsphere", "openstack", "registry", "ova"):
+        raw.pop(key, None)
+    names = set(capabilities.needed_by(Spec.model_validate(raw)))
+    assert expected <= names
