@@ -358,9 +358,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     Capability("openscap", "compliance", "offline compliance scans (OpenSCAP)", ("oscap",), _probe_openscap),
     # Every shipped spec exports raw (AWS takes it), and with it its block map: required, like the rest.
     Capability("bmap", "required", "block maps of raw images (bmaptool)", ("bmaptool",), _probe_bmap),
-    Capability(
-        "oci", "export", "OCI image layouts and docker-archives (skopeo)", ("skopeo", "sfdisk"), _probe_oci
-    ),
+    Capability("oci", "export", "OCI image layouts and docker-archives (skopeo)", ("skopeo",), _probe_oci),
     Capability(
         "pxe",
         "export",

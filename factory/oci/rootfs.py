@@ -2,13 +2,13 @@
 
     extract(image, dest, work) -> RootFs
 
-The disk (qcow2) is converted to a sparse raw file, its partition table read with `sfdisk --json` and each
-partition's superblock magic looked at. One ext2/3/4 filesystem (the testbed) is read with e2fsprogs'
-`debugfs`: `rdump` writes the files, then one batch of `ls -p` gives every entry's owner and mode, applied
-afterwards because rdump's chown after chmod drops setuid/setgid bits (passwd, su and sudo would lose them).
-rdump skips device nodes, sockets and fifos, which a container image must not carry anyway, and writes hard
-links as separate files: the listing's inode numbers put them back as links. Extended attributes (file
-capabilities) are not read.
+The disk (qcow2) is converted to a sparse raw file, its partition table read and each partition's superblock
+magic looked at (`offline.partitions`, as seal's re-check does). One ext2/3/4 filesystem (the testbed) is
+read with e2fsprogs' `debugfs`: `rdump` writes the files, then one batch of `ls -p` gives every entry's
+owner and mode, applied afterwards because rdump's chown after chmod drops setuid/setgid bits (passwd, su
+and sudo would lose them). rdump skips device nodes, sockets and fifos, which a container image must not
+carry anyway, and writes hard links as separate files: the listing's inode numbers put them back as links.
+Extended attributes (file capabilities) are not read.
 
 Anything else (xfs, LVM, a separate /boot: EL 7) has no good offline userspace reader: it goes through
 libguestfs (`virt-tar-out`, which inspects the guest and mounts its filesystems in its own appliance). That
@@ -17,27 +17,15 @@ needs a kernel in /boot on the host (see `libguestfs-test-tool`); without one th
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from factory import tools
+from factory import offline, tools
 from factory.errors import ExportError, ToolError
 
-SECTOR = 512
-EXT_MAGIC_OFFSET = 1024 + 0x38  # s_magic in the ext superblock, which starts 1 KiB into the filesystem
-EXT_MAGIC = 0xEF53
-XFS_MAGIC = b"XFSB"
 CONVERT_TIMEOUT_S = 3600
 DEBUGFS_TIMEOUT_S = 3600
-
-
-@dataclass(frozen=True)
-class Partition:
-    offset: int  # bytes from the start of the disk
-    fstype: str  # ext, xfs or other
 
 
 @dataclass(frozen=True)
@@ -45,32 +33,6 @@ class RootFs:
     path: Path
     reader: str  # debugfs or virt-tar-out
     fstype: str
-
-
-def filesystem_at(raw: Path, offset: int) -> str:
-    """ext, xfs or other, from the superblock magic at `offset`."""
-    with raw.open("rb") as fh:
-        fh.seek(offset)
-        head = fh.read(EXT_MAGIC_OFFSET + 2)
-    if len(head) == EXT_MAGIC_OFFSET + 2 and struct.unpack_from("<H", head, EXT_MAGIC_OFFSET)[0] == EXT_MAGIC:
-        return "ext"
-    if head[:4] == XFS_MAGIC:
-        return "xfs"
-    return "other"
-
-
-def partitions(raw: Path) -> list[Partition]:
-    """The disk's partitions with their filesystem kind; a disk with no partition table is one filesystem."""
-    proc = tools.run(["sfdisk", "--json", raw], timeout=60, check=False)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        return [Partition(0, filesystem_at(raw, 0))]
-    table = json.loads(proc.stdout)["partitiontable"]
-    sector = int(table.get("sectorsize", SECTOR))
-    found = []
-    for part in table.get("partitions", []):
-        offset = int(part["start"]) * sector
-        found.append(Partition(offset, filesystem_at(raw, offset)))
-    return found
 
 
 def extract(image: Path, dest: Path, work: Path, *, accel: str = "tcg") -> RootFs:
@@ -85,8 +47,8 @@ def extract(image: Path, dest: Path, work: Path, *, accel: str = "tcg") -> RootF
     raw = work / "rootfs-source.raw"
     try:
         tools.run(["qemu-img", "convert", "-O", "raw", image, raw], timeout=CONVERT_TIMEOUT_S)
-        parts = partitions(raw)
-        filesystems = [p for p in parts if p.fstype != "other"]
+        parts = offline.partitions(raw)
+        filesystems = [p for p in parts if p.fstype != "unknown"]
         if len(filesystems) == 1 and filesystems[0].fstype == "ext":
             _debugfs_extract(raw, filesystems[0].offset, dest)
             return RootFs(path=dest, reader="debugfs", fstype="ext4")
