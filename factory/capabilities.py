@@ -104,6 +104,8 @@ def _probe_iso(work: Path) -> str:
          "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", tree],
         timeout=120,
     )  # fmt: skip
+    if not iso.is_file() or iso.stat().st_size == 0:
+        raise FactoryError("xorriso exited 0 but wrote no ISO")
     reader = pycdlib.PyCdlib()
     reader.open(str(iso))
     try:
