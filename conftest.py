@@ -2,7 +2,8 @@
 
 pytest-testinfra provides `host` (from --hosts / --ssh-config); this file adds `--spec`, the `spec` and
 `expect` fixtures, the spec-driven parameters (one case per interface, package, service, filesystem) and
-the spec's skips. Each test in tests/images checks one entry of factory.checks.CHECKS and is named
+the spec's skips. Each test in tests/images checks one entry of factory.stages.verify.checks.CHECKS and is
+named
 `test_<check>`; a test not in that table is a usage error, so the table `factory verify` validates skip
 names against cannot drift from the suite. It sits at the repository root so the option exists however
 pytest is started (`pytest tests/images --spec=...`, or `factory verify` running it as a subprocess).
@@ -92,7 +93,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    from factory.checks import CHECK_NAMES, profile_skip_reason, skip_reason
+    from factory.stages.verify.checks import CHECK_NAMES, profile_skip_reason, skip_reason
 
     suite = [i for i in items if isinstance(i, pytest.Function) and _in_suite(i.path)]
     if not suite:
@@ -103,7 +104,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in suite:
         name = item.originalname.removeprefix("test_")
         if name not in CHECK_NAMES:
-            raise pytest.UsageError(f"{item.nodeid}: {name!r} is not a check in factory.checks.CHECKS")
+            raise pytest.UsageError(
+                f"{item.nodeid}: {name!r} is not a check in factory.stages.verify.checks.CHECKS"
+            )
         reason = profile_skip_reason(config.getoption("profile"), name) or skip_reason(spec, name)
         if reason is not None:
             item.add_marker(pytest.mark.skip(reason=reason))

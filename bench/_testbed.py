@@ -5,9 +5,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from factory.media import MediaResult
-from factory.record import BuildDir
+from factory.core.record import BuildDir
 from factory.spec import Accel, Boot, BootMode, Spec, load_spec
+from factory.stages.media.media import MediaResult
 
 ROOT = Path(__file__).resolve().parents[1]
 

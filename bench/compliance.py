@@ -20,9 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "vm"))
 
-from factory import compliance, digest
-from factory.record import BuildDir
+from factory.core import digest
+from factory.core.record import BuildDir
 from factory.spec import Compliance, load_spec
+from factory.stages.compliance import compliance
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "xccdf_org.imagefactory_profile_testbed"

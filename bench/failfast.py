@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _testbed
 
-from factory import install, monitor
 from factory.errors import InstallError
+from factory.stages.install import install, monitor
 
 # case -> (kernel arguments, timeouts, kickstart path the guest is told)
 CASES: dict[str, tuple[tuple[str, ...], dict[str, int], str | None]] = {

@@ -1,4 +1,5 @@
-"""Hash throughput of factory.digest.sha256_file (what verifying a 4 GB ISO costs), on a 1 GB sparse file.
+"""Hash throughput of factory.core.digest.sha256_file (what verifying a 4 GB ISO costs), on a 1 GB sparse
+file.
 
 Run: python bench/media.py [SIZE_MIB]. Sparse: this measures hashing, not the disk.
 """
@@ -10,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from factory import digest
+from factory.core import digest
 
 
 def main() -> None:

@@ -21,9 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from factory import digest, export, tools
-from factory.record import BuildDir
+from factory.core import digest
+from factory.core.record import BuildDir
+from factory.host import tools
 from factory.spec import ExportFormat, load_spec
+from factory.stages.export import export
 
 MIB = 1024**2
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _testbed
 
-from factory import install
+from factory.stages.install import install
 
 
 def main() -> None:

@@ -21,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _testbed
 
-from factory import media, qemu
 from factory.errors import FactoryError
+from factory.stages.media import media
+from factory.vm import qemu
 
 # 60 characters, the length the goal names; console=ttyS0 so the kernel prints its command line there.
 LINE = "linux console=ttyS0 ignore_loglevel testbed.x=0123456789abcd"

@@ -21,9 +21,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from factory.aws.ebs_direct import BLOCK_SIZE, upload_snapshot
-from factory.aws.local import write_profiles
-from factory.aws.session import AwsSettings, open_account
+from factory.targets.aws.ebs_direct import BLOCK_SIZE, upload_snapshot
+from factory.targets.aws.local import write_profiles
+from factory.targets.aws.session import AwsSettings, open_account
 
 MIB = 1024**2
 

@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from factory import tools
-from factory.kickstart.validate import validate_file, validate_spec
+from factory.host import tools
 from factory.spec import find_specs, load_spec
+from factory.stages.validate.validate import validate_file, validate_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "vm"))
 
 from fixtures_verify import install_testbed, make_testbed_spec
 
-from factory import sshkey
-from factory.record import BuildDir
-from factory.verify import verify
+from factory.core.record import BuildDir
+from factory.stages.verify.verify import verify
+from factory.vm import sshkey
 
 
 def main() -> int:

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from factory import __version__, buildlog
+from factory import __version__
+from factory.core import buildlog
 from factory.errors import EXIT_INTERRUPTED, FactoryError
 
 EXIT_INTERNAL = 70

@@ -1,5 +1,5 @@
 """What this host has for building images: QEMU, the accelerator verdict, each capability proven by a
-probe (`factory.capabilities`), each host tool with its package, the cache.
+probe (`factory.host.capabilities`), each host tool with its package, the cache.
 
 `diagnose()` gathers it into one frozen report; `factory doctor` prints it (or --json) and exits 3 unless
 every capability a testbed build needs works ("ready").
@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from factory import capabilities, hostdeps, media, paths, tools
-from factory.accel import KVM_DEVICE
-from factory.capabilities import CapabilityStatus
+from factory.core import paths
 from factory.errors import ToolError
+from factory.host import capabilities, hostdeps, tools
+from factory.host.capabilities import CapabilityStatus
+from factory.stages.media import media
+from factory.vm.accel import KVM_DEVICE
 
 if TYPE_CHECKING:
-    from factory.accel import ProbeGuest
+    from factory.vm.accel import ProbeGuest
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,8 @@ def tool_status(spec: ToolSpec) -> ToolStatus:
 
 def _probe_guest() -> ProbeGuest | None:
     """A kernel for the KVM probe: the appliance kernel (fetched once), or None where none can be had."""
-    from factory import accel, supermin
+    from factory.host import supermin
+    from factory.vm import accel
 
     try:
         return accel.ProbeGuest(supermin.appliance_kernel().vmlinuz) if shutil.which("apt-get") else None
@@ -161,11 +164,11 @@ def accel_status(*, probe: bool = False) -> AccelStatus:
     accessible = device and os.access(KVM_DEVICE, os.R_OK | os.W_OK)
     try:
         # Another stage's module: optional here so doctor still reports the rest when it is broken/absent.
-        from factory import accel
         from factory.spec import Accel
+        from factory.vm import accel
     except ImportError:
         return AccelStatus(device, accessible, "probe unavailable", "tcg" if not accessible else "unknown")
-    quiet = logging.getLogger("factory.accel")
+    quiet = logging.getLogger("factory.vm.accel")
     level = quiet.level
     # resolve() warns about falling back to TCG: here that is the report itself, not a warning.
     quiet.setLevel(logging.ERROR)

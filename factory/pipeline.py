@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factory import __version__, buildlog, compliance, digest, sshkey
+from factory import __version__
+from factory.core import buildlog, digest
+from factory.core.record import STAGES, BuildDir
 from factory.errors import ComplianceError, FactoryError, VerifyError
-from factory.record import STAGES, BuildDir
 from factory.spec import Spec
+from factory.stages.compliance import compliance
+from factory.vm import sshkey
 
 BUILD_STAGES = STAGES  # validate, media, install, verify, seal, export, promote
 _URL_PATH = re.compile(r"(https?://[^/\s]+/)\S+")
@@ -69,7 +72,7 @@ def build_key(iso_sha256: str, kickstart_text: str, spec: Spec) -> str:
 
 def build_inputs(spec: Spec, iso_sha256: str) -> tuple[str, dict[str, str]]:
     """The build key and the input hashes it is made of (recorded; `factory plan` compares them)."""
-    from factory.kickstart import flatten
+    from factory.stages.validate import flatten
 
     kickstart_text = flatten.flatten_for_spec(spec).text
     inputs = {
@@ -141,8 +144,8 @@ class Runner:
         self.listener(self.spec.name, name, "skipped", 0.0)
 
     def run(self) -> Outcome:
-        from factory import media
-        from factory.kickstart import validate
+        from factory.stages.media import media
+        from factory.stages.validate import validate
 
         spec = self.spec
         with self._stage("validate"):
@@ -172,7 +175,7 @@ class Runner:
         return self.outcome
 
     def _install(self, build: BuildDir, medium: Any) -> None:
-        from factory import install
+        from factory.stages.install import install
 
         spec = self.spec
         if self._must_run(build, "install"):
@@ -197,7 +200,7 @@ class Runner:
         self._verify_seal_export(build, disk)
 
     def _install_progress(self, event: Any) -> None:
-        from factory.monitor import ProgressEvent, StageEvent
+        from factory.stages.install.monitor import ProgressEvent, StageEvent
 
         if isinstance(event, ProgressEvent):
             self.progress(self.spec.name, "install", event.done, event.total, f"installing {event.package}")
@@ -207,7 +210,9 @@ class Runner:
             self.progress(self.spec.name, "install", None, None, text)
 
     def _verify_seal_export(self, build: BuildDir, disk: Path) -> None:
-        from factory import export, seal, verify
+        from factory.stages.export import export
+        from factory.stages.seal import seal
+        from factory.stages.verify import verify
 
         spec = self.spec
         if self._must_run(build, "verify"):
@@ -257,7 +262,7 @@ class Runner:
             self._skip("promote")
 
     def _compliance(self, build: BuildDir, sealed: Path, sealed_sha256: str) -> None:
-        from factory import compliance
+        from factory.stages.compliance import compliance
 
         if not build.stage_ok(compliance.STAGE, compliance.stage_inputs(self.spec, sealed_sha256)):
             # Another image, profile, waiver or datastream: the recorded verdict says nothing about this one.

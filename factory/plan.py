@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from factory import paths
-from factory.kickstart.flatten import display_path
+from factory.core import paths
 from factory.pipeline import build_inputs, find_build
 from factory.spec import Accel, Spec
+from factory.stages.validate.flatten import display_path
 
 MIB = 1024**2
 GIB = 1024**3

@@ -64,10 +64,11 @@ class ExportFormat(StrEnum):
     QCOW2 = "qcow2"
     VMDK = "vmdk"
     VHD = "vhd"
-    OVA = "ova"  # OVF 1.0 envelope + streamOptimized VMDK + SHA256 manifest, in one tar (factory/ova.py)
-    # A container base image from the root filesystem: OCI image layout + docker-archive (factory.oci).
+    OVA = "ova"  # OVF 1.0 + streamOptimized VMDK + SHA256 manifest, in one tar (stages/export/ova.py)
+    # A container base image from the root filesystem: OCI image layout + docker-archive
+    # (factory.stages.export.oci).
     OCI = "oci"
-    # A PXE boot + HTTP install tree for bare metal from the install media (factory/pxe.py).
+    # A PXE boot + HTTP install tree for bare metal from the install media (factory/stages/export/pxe.py).
     PXE = "pxe"
 
 
@@ -304,7 +305,8 @@ class Waiver(Strict):
 
 class Compliance(Strict):
     """Scan the sealed image with OpenSCAP against `profile`; the gate passes when every failing rule is
-    waived. `datastream` defaults to the SCAP Security Guide one for the spec's OS (factory.scap)."""
+    waived. `datastream` defaults to the SCAP Security Guide one for the spec's OS
+    (factory.stages.compliance.scap)."""
 
     profile: Annotated[str, Field(min_length=1)]
     datastream: Path | None = None
@@ -343,7 +345,7 @@ class Container(Strict):
     """The container base image (`export: [oci]`): what of the installed tree it leaves out, how it runs."""
 
     # Absolute glob patterns of what only a booting machine needs; None: the OS's default
-    # (factory.oci.build.DEFAULT_EXCLUDE). "/boot/*" keeps an empty /boot, "/boot" drops it.
+    # (factory.stages.export.oci.build.DEFAULT_EXCLUDE). "/boot/*" keeps an empty /boot, "/boot" drops it.
     exclude: tuple[str, ...] | None = None
     # Added to the default list instead of replacing it.
     exclude_extra: tuple[str, ...] = ()
@@ -573,7 +575,7 @@ class Spec(Strict):
         if self.compliance.datastream is not None:
             p = self.compliance.datastream
             return p if p.is_absolute() else self.base_dir / p
-        from factory import scap
+        from factory.stages.compliance import scap
 
         return scap.default_datastream(self.os, scap.major_release(self.os_release, self.kickstart.version))
 
@@ -582,7 +584,7 @@ class Spec(Strict):
 
         Not the compliance section: what of it changes the install (the %addon) is in the served kickstart,
         which the key covers too; a new waiver re-runs the scan stage only (its own inputs, see
-        factory.compliance), not the install."""
+        factory.stages.compliance.compliance), not the install."""
         return hashlib.sha256(self.model_dump_json(exclude={"source", "compliance"}).encode()).hexdigest()
 
 
@@ -642,7 +644,7 @@ def load_spec(path: Path) -> Spec:
     if not spec.kickstart_path.is_file():
         raise SpecError(path, [f"kickstart.path: {spec.kickstart_path} does not exist"])
     if spec.compliance is not None:
-        from factory import scap
+        from factory.stages.compliance import scap
 
         problems = scap.spec_problems(spec, require_installed=False)
         if problems:

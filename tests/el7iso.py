@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from factory import tools
+from factory.host import tools
 
 ISOLINUX_BIN = Path("/usr/lib/ISOLINUX/isolinux.bin")
 LDLINUX_C32 = Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")

@@ -14,7 +14,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from factory import tools
+from factory.host import tools
 
 EPOCH = 1_700_000_000
 ROOT_HASH = "$y$j9T$abcdefghijklmnop$0123456789abcdefghijklmnopqrstuvwxyzABCDE"

@@ -15,10 +15,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from factory import paths
+from factory.core import paths
+from factory.core.record import to_jsonable
 from factory.errors import SpecError, ToolError, UsageError
 from factory.pipeline import BUILD_STAGES, Options, Outcome, run_build
-from factory.record import to_jsonable
 from factory.spec import Spec, find_specs, load_spec
 
 # Host programs every build needs; the testbed needs its own builders too.
@@ -205,7 +205,7 @@ def outcome_json(o: Outcome) -> dict[str, Any]:
 def preflight(specs: list[Spec], *, install: bool) -> None:
     """Before anything boots: every capability these specs need is installed (when asked) and proven,
     so a missing piece fails in seconds with its fix, not after install and verify."""
-    from factory import capabilities, hostdeps
+    from factory.host import capabilities, hostdeps
 
     needed = list(dict.fromkeys(n for s in specs for n in capabilities.needed_by(s)))
     # A compliance spec's default SCAP datastream is a host file too (ssg-nondebian for EL 7).
@@ -224,7 +224,7 @@ def preflight(specs: list[Spec], *, install: bool) -> None:
         )
     for spec in specs:
         if spec.compliance is not None:
-            from factory import scap
+            from factory.stages.compliance import scap
 
             # Deferred when the spec was loaded without its datastream installed: checked now that it is.
             problems = scap.spec_problems(spec)

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from factory.core.record import BuildDir
 from factory.errors import UsageError
-from factory.record import BuildDir
 
 DETACH = b"\x1d"  # Ctrl-]
 

@@ -13,10 +13,11 @@ from typing import Any
 
 from rich.console import Console
 
-from factory import doctor, hostdeps
+from factory import doctor
+from factory.core.record import to_jsonable
 from factory.errors import EXIT_OK, EXIT_TOOL
-from factory.hostdeps import Missing, install_command
-from factory.record import to_jsonable
+from factory.host import hostdeps
+from factory.host.hostdeps import Missing, install_command
 
 
 def register(sub: Any) -> None:

@@ -12,10 +12,12 @@ from typing import Any
 
 from rich.console import Console
 
-from factory import compliance, digest, export
+from factory.core import digest
+from factory.core.record import BuildDir
 from factory.errors import EXIT_OK, InputError
-from factory.record import BuildDir
 from factory.spec import load_spec
+from factory.stages.compliance import compliance
+from factory.stages.export import export
 
 
 def register(sub: Any) -> None:

@@ -44,8 +44,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from factory import paths as factory_paths
     from factory import plan
+    from factory.core import paths as factory_paths
 
     paths: list[Path] = list(args.specs) or find_specs(Path.cwd())
     if not paths:

@@ -15,9 +15,9 @@ from typing import Any
 
 from rich.console import Console
 
-from factory import buildlog
+from factory.core import buildlog
+from factory.core.record import BuildDir
 from factory.errors import UsageError
-from factory.record import BuildDir
 from factory.spec import Spec, load_spec
 from factory.targets.base import TargetContext, TargetEvent
 
@@ -75,11 +75,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _promote_or_cleanup(args: argparse.Namespace, spec: Spec, build: BuildDir) -> dict[str, Any]:
-    from factory.record import to_jsonable
+    from factory.core.record import to_jsonable
     from factory.targets import runner
 
     if args.cleanup:
-        from factory.aws import promote
+        from factory.targets.aws import promote
 
         if args.only_target and args.only_target != ["aws"]:
             raise UsageError("--cleanup removes AWS leftovers only: drop --only-target or give aws")

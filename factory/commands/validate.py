@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from factory.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, FactoryError, UsageError
-from factory.kickstart.flatten import display_path
-from factory.kickstart.validate import Finding, Report, rules_table, validate_file, validate_spec
 from factory.spec import find_specs, load_spec
+from factory.stages.validate.flatten import display_path
+from factory.stages.validate.validate import Finding, Report, rules_table, validate_file, validate_spec
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 

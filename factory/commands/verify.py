@@ -15,10 +15,12 @@ from typing import Any
 
 from rich.console import Console
 
-from factory import checks, paths, sshkey
+from factory.core import paths
+from factory.core.record import BuildDir
 from factory.errors import UsageError, VerifyError
-from factory.record import BuildDir
 from factory.spec import Spec, load_spec
+from factory.stages.verify import checks
+from factory.vm import sshkey
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -50,7 +52,7 @@ def newest_build(root: Path, spec_name: str) -> Path:
 
 
 def run_verify(spec: Spec, build: BuildDir, image: Path) -> int:
-    from factory.verify import verify
+    from factory.stages.verify.verify import verify
 
     # Before anything boots: a skip naming an unknown check is a spec mistake.
     checks.require_known_skips(spec)
@@ -78,7 +80,8 @@ def run_verify(spec: Spec, build: BuildDir, image: Path) -> int:
 
 
 def run_compliance(spec: Spec, build: BuildDir) -> int:
-    from factory import compliance, digest
+    from factory.core import digest
+    from factory.stages.compliance import compliance
 
     if spec.compliance is None:
         raise UsageError(f"{spec.source}: --compliance-only: the spec has no compliance section")

@@ -15,7 +15,7 @@ from factory.targets.base import Target
 
 # spec key -> "module:Class"; the order is the order targets publish in and tables show.
 REGISTRY: dict[str, str] = {
-    "aws": "factory.targets.aws:AwsTarget",
+    "aws": "factory.targets.aws.adapter:AwsTarget",
     "vsphere": "factory.targets.vsphere:VsphereTarget",
     "openstack": "factory.targets.openstack:OpenstackTarget",
     "registry": "factory.targets.registry:RegistryTarget",

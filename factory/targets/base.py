@@ -19,11 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from factory import compliance
+from factory.core.record import BuildDir, atomic_write_text, to_jsonable
 from factory.errors import InputError
-from factory.gate import require_verified
-from factory.record import BuildDir, atomic_write_text, to_jsonable
 from factory.spec import Spec
+from factory.stages.compliance import compliance
+from factory.stages.promote.gate import require_verified
 
 
 @dataclasses.dataclass(frozen=True)

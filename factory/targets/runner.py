@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from factory import targets
 from factory.errors import FactoryError, PublishError, UsageError
-from factory.gate import require_verified
+from factory.stages.promote.gate import require_verified
 from factory.targets.base import Artifact, Published, Target, TargetContext, exported, gated_publish
 
 

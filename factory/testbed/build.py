@@ -25,9 +25,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from factory import digest as digest_mod
-from factory import paths, supermin, tools
+from factory.core import digest as digest_mod
+from factory.core import paths
 from factory.errors import ToolError
+from factory.host import supermin, tools
 from factory.testbed import cpio, kmod, tarorder
 
 log = logging.getLogger("factory.testbed")

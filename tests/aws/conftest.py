@@ -1,4 +1,5 @@
-"""One moto server per test session (a real HTTP endpoint on 127.0.0.1, started by factory.aws.motoserver
+"""One moto server per test session (a real HTTP endpoint on 127.0.0.1, started by
+factory.targets.aws.motoserver
 with its cross-account rules), reset between tests.
 
 moto is a stand-in for AWS; where it cannot show a state (encryption of copies, import tasks), tests assert
@@ -22,12 +23,12 @@ from typing import Any
 
 import pytest
 
-from factory.aws import motoserver
-from factory.aws.local import write_profiles
-from factory.aws.promote import Tuning
-from factory.aws.session import AwsSettings, open_account
-from factory.record import BuildDir
+from factory.core.record import BuildDir
 from factory.spec import Spec
+from factory.targets.aws import motoserver
+from factory.targets.aws.local import write_profiles
+from factory.targets.aws.promote import Tuning
+from factory.targets.aws.session import AwsSettings, open_account
 
 SOURCE = "images-build"
 TARGETS = {
@@ -41,7 +42,7 @@ FAST = Tuning(poll_interval=0.05, workers=4, block_attempts=2, backoff=0.01)
 
 @pytest.fixture(scope="session")
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The extended moto server (factory.aws.motoserver), in its own process for the whole session."""
+    """The extended moto server (factory.targets.aws.motoserver), in its own process for the whole session."""
     with motoserver.running(tmp_path_factory.mktemp("moto") / "server.log") as url:
         yield url
 
@@ -145,7 +146,7 @@ class Built:
 def make_build(tmp_path: Path, *, verified: bool = True, build_id: str = "20260101T000000Z-abcd") -> Built:
     """A build record with passing verify/seal/export stages (as the gate reads them) and a sparse raw
     image: 64 MiB apparent, three scattered data extents, one all-zero block written out."""
-    from factory.digest import sha256_file
+    from factory.core.digest import sha256_file
 
     build = BuildDir.create(tmp_path / "builds", "testimg", build_id)
     raw = build.path / "disk.raw"
@@ -265,9 +266,9 @@ def outside_world(monkeypatch: pytest.MonkeyPatch) -> Iterator[OutsideWorld]:
 KILLED_RUN = """
 import json, sys, time
 from pathlib import Path
-from factory.aws.promote import promote, Tuning
-from factory.aws.session import AwsSettings
-from factory.record import BuildDir
+from factory.targets.aws.promote import promote, Tuning
+from factory.targets.aws.session import AwsSettings
+from factory.core.record import BuildDir
 from factory.spec import Spec
 
 args = json.loads(sys.argv[1])

@@ -1,4 +1,4 @@
-"""Three accounts, each a role profile, against the extended moto server (factory.aws.motoserver).
+"""Three accounts, each a role profile, against the extended moto server (factory.targets.aws.motoserver).
 
 First the server's own rule (AWS's): another account may copy an AMI only when the AMI's launch permission
 and its snapshots' createVolumePermission include it. Then the promotion's share step is exercised for
@@ -16,10 +16,10 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
-from factory.aws import motoserver
-from factory.aws.promote import promote
-from factory.aws.session import Account, AwsSettings, open_account
 from factory.errors import EXIT_AWS, AwsError
+from factory.targets.aws import motoserver
+from factory.targets.aws.promote import promote
+from factory.targets.aws.session import Account, AwsSettings, open_account
 from tests.aws.conftest import (
     ACCOUNTS,
     FAST,

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from factory.aws.kms_access import GRANT_OPERATIONS, account_principal
-from factory.aws.promote import promote
-from factory.aws.session import AwsSettings, open_account
 from factory.errors import EXIT_AWS, AwsError
 from factory.spec import Spec
+from factory.targets.aws.kms_access import GRANT_OPERATIONS, account_principal
+from factory.targets.aws.promote import promote
+from factory.targets.aws.session import AwsSettings, open_account
 from tests.aws.conftest import FAST, Recorder, make_build, make_keys, make_spec
 
 pytestmark = pytest.mark.aws

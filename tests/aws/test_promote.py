@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.aws.promote import cleanup, promote
-from factory.aws.session import AwsSettings, open_account
+from factory.targets.aws.promote import cleanup, promote
+from factory.targets.aws.session import AwsSettings, open_account
 from tests.aws.conftest import FAST, SOURCE, TARGETS, Recorder, make_build, make_keys, make_spec
 
 pytestmark = pytest.mark.aws

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from factory import compliance
-from factory.aws.promote import promote
-from factory.aws.session import AwsSettings, open_account
 from factory.errors import VerifyError
 from factory.spec import Compliance, Spec
+from factory.stages.compliance import compliance
+from factory.targets.aws.promote import promote
+from factory.targets.aws.session import AwsSettings, open_account
 from tests.aws.conftest import FAST, Built, Recorder, make_build, make_keys, make_spec
 
 pytestmark = pytest.mark.aws

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from factory.aws.promote import promote
-from factory.aws.session import AwsSettings, open_account
 from factory.errors import EXIT_AWS, AwsError, VerifyError
+from factory.targets.aws.promote import promote
+from factory.targets.aws.session import AwsSettings, open_account
 from tests.aws.conftest import (
     FAST,
     TARGETS,

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from botocore.credentials import RefreshableCredentials
 
-from factory.aws.session import AwsSettings, open_account
 from factory.errors import EXIT_AWS, AwsError
+from factory.targets.aws.session import AwsSettings, open_account
 from tests.aws.conftest import (
     ACCOUNTS,
     SOURCE,

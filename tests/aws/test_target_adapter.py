@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from factory.aws.session import AwsSettings
 from factory.errors import VerifyError
 from factory.targets import runner
-from factory.targets.aws import AwsTarget
+from factory.targets.aws.adapter import AwsTarget
+from factory.targets.aws.session import AwsSettings
 from factory.targets.base import Target, TargetContext
 from tests.aws.conftest import FAST, TARGETS, make_build, make_keys, make_spec
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from factory.aws.local import local_aws
-from factory.aws.promote import promote
-from factory.aws.session import AwsSettings, open_account
 from factory.errors import AwsError
+from factory.targets.aws.local import local_aws
+from factory.targets.aws.promote import promote
+from factory.targets.aws.session import AwsSettings, open_account
 from tests.aws.conftest import FAST, SOURCE, Recorder, make_build, make_keys, make_spec
 
 pytestmark = pytest.mark.aws

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from botocore.credentials import RefreshableCredentials
 
-from factory.aws.session import AwsSettings, GithubActionsTokenLoader, open_account
 from factory.errors import EXIT_AWS, AwsError
 from factory.spec import Spec, WebIdentity
+from factory.targets.aws.session import AwsSettings, GithubActionsTokenLoader, open_account
 
 pytestmark = pytest.mark.aws
 

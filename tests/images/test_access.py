@@ -1,7 +1,7 @@
 """Secrets: passwords hashed or locked, no private keys, no installer kickstart left behind.
 
 The build key's *public* line is in /root/.ssh/authorized_keys while verify runs (that is how the suite
-logs in); its removal is checked after sealing, offline, by factory.seal.
+logs in); its removal is checked after sealing, offline, by factory.stages.seal.seal.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 from testinfra.host import Host
 
-from factory.checks import (
+from factory.spec import Expect
+from factory.stages.verify.checks import (
     ANACONDA_KICKSTARTS,
     INSTALLER_KICKSTARTS,
     cleartext_kickstart_lines,
@@ -18,7 +19,6 @@ from factory.checks import (
     shadow_field,
     unsafe_accounts,
 )
-from factory.spec import Expect
 
 KEY_DIRS = ("/root", "/home", "/tmp", "/var/tmp")
 

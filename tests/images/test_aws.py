@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from testinfra.host import Host
 
-from factory.checks import initramfs_candidates, initramfs_list_command, module_listed
 from factory.spec import Spec
+from factory.stages.verify.checks import initramfs_candidates, initramfs_list_command, module_listed
 
 
 def _promised(spec: Spec) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from testinfra.host import Host
 
-from factory.checks import console_args
 from factory.spec import Expect
+from factory.stages.verify.checks import console_args
 
 
 def test_serial_console(host: Host, expect: Expect) -> None:

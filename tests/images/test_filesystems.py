@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from testinfra.host import Host
 
-from factory.checks import df_size_bytes
 from factory.spec import Filesystem
+from factory.stages.verify.checks import df_size_bytes
 
 GIB = 1024**3
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from testinfra.host import Host
 
-from factory.checks import kernel_flavour
 from factory.spec import Expect, Kernel
+from factory.stages.verify.checks import kernel_flavour
 
 
 def _skip_if_any(expect: Expect) -> None:

@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
-from factory import digest, export, tools
-from factory.record import BuildDir
+from factory.core import digest
+from factory.core.record import BuildDir
+from factory.host import tools
 from factory.spec import Spec, load_spec
+from factory.stages.export import export
 from factory.targets.base import TargetContext
 from tests.targets import vcsim_service
 from tests.targets.registry_service import registry  # noqa: F401 (docker-registry session fixture)

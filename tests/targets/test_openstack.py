@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from factory import cli
+from factory.core.record import BuildDir
 from factory.errors import EXIT_OPENSTACK, EXIT_VERIFY, OpenstackError, VerifyError
-from factory.record import BuildDir
 from factory.spec import Spec
 from factory.targets import runner
 from factory.targets.base import exported
@@ -299,7 +299,8 @@ def test_target_interface() -> None:
 def test_compliance_result_travels_as_image_properties(
     tmp_path: Path, sealed_disk: Path, glance: str, clouds: Path
 ) -> None:
-    from factory import compliance, digest
+    from factory.core import digest
+    from factory.stages.compliance import compliance
 
     profile = "xccdf_org.imagefactory_profile_testbed"
     spec = write_spec(

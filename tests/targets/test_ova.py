@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from factory import digest, export, ova, tools
+from factory.core import digest
+from factory.host import tools
 from factory.spec import Spec
+from factory.stages.export import export, ova
 
 SIZE = 32 * 1024 * 1024
 SCHEMA = Path(__file__).parent / "ovf" / "ovf-envelope.xsd"

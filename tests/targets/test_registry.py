@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from factory import tools
+from factory.core.record import BuildDir
 from factory.errors import EXIT_PUBLISH, EXIT_VERIFY, RegistryError, SpecError, VerifyError
-from factory.record import BuildDir
+from factory.host import tools
 from factory.spec import Spec
 from factory.targets import runner
 from factory.targets.base import exported
@@ -205,7 +205,7 @@ def test_auth_refused(tmp_path: Path, registry: LocalRegistry, shared: tuple[Spe
 
 
 def test_unknown_registry(tmp_path: Path, registry: LocalRegistry, shared: tuple[Spec, BuildDir]) -> None:
-    from factory.guest import free_port
+    from factory.vm.guest import free_port
 
     spec, build = with_registry(shared[0], url=f"127.0.0.1:{free_port()}"), shared[1]
     with pytest.raises(RegistryError, match=r"cannot reach registry 127\.0\.0\.1:\d+: .*check registry\.url"):

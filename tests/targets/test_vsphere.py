@@ -13,8 +13,8 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
 from factory import cli
+from factory.core.record import BuildDir
 from factory.errors import EXIT_VERIFY, EXIT_VSPHERE, VerifyError, VsphereError
-from factory.record import BuildDir
 from factory.spec import Spec
 from factory.targets import runner
 from factory.targets.base import exported

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.aws.ebs_direct import BLOCK_SIZE, data_blocks, linear_checksum
+from factory.targets.aws.ebs_direct import BLOCK_SIZE, data_blocks, linear_checksum
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from factory.aws.kms_access import GRANT_OPERATIONS, account_principal, grant_for, policy_allows
+from factory.targets.aws.kms_access import GRANT_OPERATIONS, account_principal, grant_for, policy_allows
 
 ARN = "arn:aws:kms:us-east-1:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 PARTNER = "444455556666"

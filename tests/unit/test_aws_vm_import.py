@@ -9,8 +9,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from factory.aws.vm_import import classify, wait_import
 from factory.errors import AwsError
+from factory.targets.aws.vm_import import classify, wait_import
 
 
 def task(status: str, message: str = "", snapshot: str | None = None, progress: str = "10") -> dict[str, Any]:

@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 from el7iso import EL7_EFIBOOT_GRUB_CFG, make_el7_iso
 
-from factory import bootprompt, media
-from factory.bootprompt import BootLine
-from factory.console import Console, ConsoleTimeout, ScreenEcho, screen_text
 from factory.errors import InstallError
+from factory.stages.install import bootprompt
+from factory.stages.install.bootprompt import BootLine
+from factory.stages.media import media
+from factory.vm.console import Console, ConsoleTimeout, ScreenEcho, screen_text
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "grub"
 MENU = (DATA / "ovmf-menu.bin").read_bytes()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from factory import buildlog
+from factory.core import buildlog
 
 
 @pytest.fixture
@@ -40,10 +40,12 @@ def test_library_traceback_goes_to_the_build_log_only(
     buildlog.configure(debug=False)
     with buildlog.capture(tmp_path) as path:
         _library_warning_with_traceback()
-        logging.getLogger("factory.aws.promote").warning("one line of ours")
-        logging.getLogger("factory.aws.promote").debug("never in the file: DEBUG may carry credentials")
+        logging.getLogger("factory.targets.aws.promote").warning("one line of ours")
+        logging.getLogger("factory.targets.aws.promote").debug(
+            "never in the file: DEBUG may carry credentials"
+        )
     err = capsys.readouterr().err
-    assert err == "WARNING factory.aws.promote: one line of ours\n"
+    assert err == "WARNING factory.targets.aws.promote: one line of ours\n"
     text = path.read_text()
     assert "WARNING botocore.credentials: Refreshing temporary credentials failed" in text
     assert "Traceback (most recent call last)" in text and "ConnectionError" in text

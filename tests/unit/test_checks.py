@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from factory import checks
 from factory.errors import EXIT_VERIFY, VerifyError
 from factory.spec import Spec
+from factory.stages.verify import checks
 
 SUITE = Path(__file__).resolve().parents[1] / "images"
 

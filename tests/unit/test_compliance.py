@@ -1,6 +1,6 @@
 """The compliance gate on real ext4 images (mkfs.ext4 -d, no VM) scanned offline by the real oscap.
 
-The testbed datastream (factory/scap/testbed-ds.xml) has three rules; each test plants a tree where they
+The testbed datastream (stages/compliance/scap/) has three rules; each test plants a tree where they
 hold, then breaks one on purpose.
 """
 
@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from factory import cli, compliance, digest, scap
+from factory import cli
+from factory.core import digest
+from factory.core.record import BuildDir
 from factory.errors import EXIT_VERIFY, ComplianceError, ToolError, VerifyError
-from factory.record import BuildDir
 from factory.spec import Spec, load_spec
+from factory.stages.compliance import compliance, scap
 
 pytestmark = pytest.mark.skipif(shutil.which("oscap") is None, reason="needs oscap (openscap-scanner)")
 
@@ -55,7 +57,7 @@ def make_image(tmp_path: Path, sshd_config: str = "#PermitRootLogin prohibit-pas
     shadow.chmod(0o640)
     (tree / "etc" / "os-release").write_text("ID=testbed\n")
     image = tmp_path / "sealed.img"
-    from factory import tools
+    from factory.host import tools
 
     tools.run(["mkfs.ext4", "-q", "-F", "-d", tree, "-L", "root", image, "16M"], timeout=60)
     shutil.rmtree(tree)
@@ -209,7 +211,7 @@ def test_publish_metadata_is_empty_without_a_compliance_section(tmp_path: Path) 
 
 
 def test_ami_tags_carry_the_compliance_result(tmp_path: Path) -> None:
-    from factory.aws.promote import compliance_tags
+    from factory.targets.aws.promote import compliance_tags
 
     image = make_image(tmp_path)
     build, sha = sealed_build(tmp_path, image)
@@ -280,12 +282,12 @@ class _Stages:
         from dataclasses import dataclass
         from typing import Any
 
-        import factory.export
-        import factory.install
-        import factory.kickstart.validate
-        import factory.media
-        import factory.seal
-        import factory.verify
+        import factory.stages.export.export
+        import factory.stages.install.install
+        import factory.stages.media.media
+        import factory.stages.seal.seal
+        import factory.stages.validate.validate
+        import factory.stages.verify.verify
 
         @dataclass(frozen=True)
         class Media:
@@ -317,12 +319,14 @@ class _Stages:
             self.calls.append("export")
             return {"artifacts": []}
 
-        monkeypatch.setattr(factory.kickstart.validate, "validate_spec", lambda spec: Findings())
-        monkeypatch.setattr(factory.media, "prepare", lambda spec, **kw: Media(self.tmp / "x.iso"))
-        monkeypatch.setattr(factory.install, "install", install_stage)
-        monkeypatch.setattr(factory.verify, "verify", lambda *a, **kw: Verified())
-        monkeypatch.setattr(factory.seal, "seal", seal)
-        monkeypatch.setattr(factory.export, "export", export)
+        monkeypatch.setattr(factory.stages.validate.validate, "validate_spec", lambda spec: Findings())
+        monkeypatch.setattr(
+            factory.stages.media.media, "prepare", lambda spec, **kw: Media(self.tmp / "x.iso")
+        )
+        monkeypatch.setattr(factory.stages.install.install, "install", install_stage)
+        monkeypatch.setattr(factory.stages.verify.verify, "verify", lambda *a, **kw: Verified())
+        monkeypatch.setattr(factory.stages.seal.seal, "seal", seal)
+        monkeypatch.setattr(factory.stages.export.export, "export", export)
 
 
 def test_pipeline_scans_after_seal_and_stops_before_export(

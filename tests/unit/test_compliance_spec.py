@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from factory import capabilities, scap
 from factory.errors import EXIT_USAGE, SpecError, ToolError
-from factory.kickstart.flatten import flatten_for_spec
-from factory.kickstart.validate import validate_spec
+from factory.host import capabilities
 from factory.spec import load_spec
+from factory.stages.compliance import scap
+from factory.stages.validate.flatten import flatten_for_spec
+from factory.stages.validate.validate import validate_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTBED_PROFILE = "xccdf_org.imagefactory_profile_testbed"

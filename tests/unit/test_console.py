@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.console import Console, ConsoleClosed, ConsoleTimeout, LineEcho
+from factory.vm.console import Console, ConsoleClosed, ConsoleTimeout, LineEcho
 
 LINE = "linux inst.ks=http://10.0.2.2:40123/AbCdEfGhIjKlMnOpQrStUv/ks.cfg inst.text console=ttyS0"
 # Longer than isolinux's 80-column screen (with the prompt): wraps twice, and every repair is a redraw.

@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 from el7iso import make_el7_iso
 
-import factory
-from factory import capabilities, cli, digest, doctor, media
+import factory.vm
+from factory import cli, doctor
+from factory.core import digest
+from factory.host import capabilities
+from factory.stages.media import media
 
 
 def run_doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -48,7 +51,7 @@ REQUIRED = [
 @pytest.fixture(scope="session")
 def kernel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One unpacked appliance kernel for every test (each test has its own empty cache otherwise)."""
-    from factory import supermin
+    from factory.host import supermin
 
     root = tmp_path_factory.mktemp("kernel-cache")
     supermin.appliance_kernel(root)
@@ -193,7 +196,7 @@ def test_a_tool_that_runs_but_does_not_work(
     ],
 )
 def test_host_kernel_readable(tmp_path: Path, files: dict[str, bool], readable: bool, expected: bool) -> None:
-    from factory import supermin
+    from factory.host import supermin
 
     (tmp_path / "boot").mkdir()
     (tmp_path / "modules").mkdir()
@@ -212,8 +215,8 @@ def test_host_kernel_readable(tmp_path: Path, files: dict[str, bool], readable: 
 
 def test_probe_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     # Import fails as if the module did not exist.
-    monkeypatch.setitem(sys.modules, "factory.accel", None)
-    monkeypatch.delattr(factory, "accel", raising=False)
+    monkeypatch.setitem(sys.modules, "factory.vm.accel", None)
+    monkeypatch.delattr(factory.vm, "accel", raising=False)
     status = doctor.accel_status()
     assert status.probe_verdict == "probe unavailable"
 

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from factory import cli, digest, export, tools
+from factory import cli
+from factory.core import digest
+from factory.core.record import BuildDir
 from factory.errors import ExportError
-from factory.record import BuildDir
+from factory.host import tools
 from factory.spec import ExportFormat, Spec
+from factory.stages.export import export
 
 SIZE = 64 * 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""factory.kickstart.flatten: %include inlining with a line map, and every bad input as its own case."""
+"""factory.stages.validate.flatten: %include inlining with a line map, and every bad input as its own case."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from factory.errors import EXIT_USAGE
-from factory.kickstart.flatten import (
+from factory.stages.validate.flatten import (
     IncludeLoopError,
     KickstartInputError,
     MissingIncludeError,
     flatten,
 )
-from factory.kickstart.prewrites import written_paths
+from factory.stages.validate.prewrites import written_paths
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> None:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from factory.core.record import BuildDir
 from factory.errors import EXIT_VERIFY, VerifyError
-from factory.gate import require_verified
-from factory.record import BuildDir
+from factory.stages.promote.gate import require_verified
 
 INSTALLED = "a" * 64
 SEALED = "b" * 64

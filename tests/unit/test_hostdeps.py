@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from factory import hostdeps, tools
 from factory.errors import ToolError
-from factory.hostdeps import Missing
+from factory.host import hostdeps, tools
+from factory.host.hostdeps import Missing
 
 
 def test_check_lists_only_missing_tools_once(tmp_path: Path) -> None:

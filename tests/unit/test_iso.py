@@ -16,8 +16,10 @@ from el7iso import (
     make_el7_iso,
 )
 
-from factory import digest, media, tools
+from factory.core import digest
 from factory.errors import MediaError
+from factory.host import tools
+from factory.stages.media import media
 
 
 @pytest.fixture(scope="module")

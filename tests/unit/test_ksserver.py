@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.ksserver import KickstartServer
+from factory.stages.install.ksserver import KickstartServer
 
 BODY = "rootpw --iscrypted $6$salt$SECRETHASH\n%post\necho hi\n%end\n"
 

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from el7iso import LABEL, make_el7_iso
 
-from factory import digest, media
+from factory.core import digest
 from factory.errors import InputError, MediaError
 from factory.spec import Spec
+from factory.stages.media import media
 
 
 @dataclass

@@ -6,8 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from factory import monitor
-from factory.monitor import CompleteEvent, FailureEvent, Monitor, ProgressEvent, StageEvent, classify
+from factory.stages.install import monitor
+from factory.stages.install.monitor import (
+    CompleteEvent,
+    FailureEvent,
+    Monitor,
+    ProgressEvent,
+    StageEvent,
+    classify,
+)
 
 FAILURES = [
     ("Traceback (most recent call last):", "console", "traceback"),

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from factory import digest, export, tools
+from factory.core import digest
 from factory.errors import EXIT_VERIFY, ExportError, ToolError, VerifyError
-from factory.oci import layer, rootfs
+from factory.host import tools
 from factory.spec import Spec, load_spec
+from factory.stages.export import export
+from factory.stages.export.oci import layer, rootfs
 from tests.rootfs_disk import EPOCH, make_disk, make_tree
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the OCI export writes files as their owners: root")
@@ -245,7 +247,7 @@ def test_container_profile_checks_packages(tmp_path: Path, disk: tuple[Path, Pat
 
 def test_compliance_facts_are_labels_in_the_image_config() -> None:
     """Other stages' facts (the compliance scan's) become io.image-factory.* labels: part of the digest."""
-    from factory.oci.build import FACTORY_LABEL_PREFIX, labels
+    from factory.stages.export.oci.build import FACTORY_LABEL_PREFIX, labels
 
     spec = load_spec(Path(__file__).resolve().parents[2] / "specs" / "testbed.yaml")
     got = labels(

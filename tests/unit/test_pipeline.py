@@ -14,8 +14,8 @@ import pytest
 
 from factory import pipeline
 from factory.commands import build as build_cmd
+from factory.core.record import BuildDir
 from factory.errors import UsageError
-from factory.record import BuildDir
 from factory.spec import Spec
 
 SPEC_YAML = """\
@@ -57,19 +57,19 @@ class _Fakes:
         self.iso_sha = iso_sha
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import factory.export
-        import factory.install
-        import factory.kickstart.validate
-        import factory.media
-        import factory.seal
-        import factory.verify
+        import factory.stages.export.export
+        import factory.stages.install.install
+        import factory.stages.media.media
+        import factory.stages.seal.seal
+        import factory.stages.validate.validate
+        import factory.stages.verify.verify
 
-        monkeypatch.setattr(factory.kickstart.validate, "validate_spec", lambda spec: _Findings())
-        monkeypatch.setattr(factory.media, "prepare", self.media)
-        monkeypatch.setattr(factory.install, "install", self.install_stage)
-        monkeypatch.setattr(factory.verify, "verify", self.verify)
-        monkeypatch.setattr(factory.seal, "seal", self.seal)
-        monkeypatch.setattr(factory.export, "export", self.export)
+        monkeypatch.setattr(factory.stages.validate.validate, "validate_spec", lambda spec: _Findings())
+        monkeypatch.setattr(factory.stages.media.media, "prepare", self.media)
+        monkeypatch.setattr(factory.stages.install.install, "install", self.install_stage)
+        monkeypatch.setattr(factory.stages.verify.verify, "verify", self.verify)
+        monkeypatch.setattr(factory.stages.seal.seal, "seal", self.seal)
+        monkeypatch.setattr(factory.stages.export.export, "export", self.export)
 
     def media(self, spec: Spec, **kw: Any) -> _Media:
         self.calls.append("media")
@@ -227,7 +227,7 @@ def test_parallelism_is_bounded_by_cores(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_install_progress_hides_the_kickstart_token(tmp_path: Path) -> None:
-    from factory.monitor import ProgressEvent, StageEvent
+    from factory.stages.install.monitor import ProgressEvent, StageEvent
 
     seen: list[tuple[float | None, float | None, str]] = []
     runner = pipeline.Runner(

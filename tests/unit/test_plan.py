@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from factory import cli, plan
+from factory.core.record import BuildDir
 from factory.errors import EXIT_USAGE
 from factory.pipeline import build_inputs
-from factory.record import BuildDir
 from factory.spec import load_spec
 
 SHA = "907e5755f824c5848b9c8efbb484f3cd945e93faa024bad6ba875226f9683b16"

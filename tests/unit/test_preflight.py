@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from factory import capabilities
 from factory.errors import EXIT_TOOL
+from factory.host import capabilities
 from factory.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from factory import digest, export, tools
+from factory.core import digest
 from factory.errors import ExportError
+from factory.host import tools
 from factory.spec import Spec
+from factory.stages.export import export
 from tests.el7iso import make_el7_iso
 
 BASE = "http://192.0.2.10:8080/images"
@@ -128,7 +130,7 @@ def _installer(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_bios_network_install_tree(tmp_path: Path) -> None:
-    from factory import install
+    from factory.stages.install import install
 
     kernel, initrd = _installer(tmp_path)
     tftp, bootfile = install.pxe_tftp_tree(
@@ -147,7 +149,7 @@ def test_bios_network_install_tree(tmp_path: Path) -> None:
 
 
 def test_uefi_network_install_tree(tmp_path: Path) -> None:
-    from factory import install
+    from factory.stages.install import install
 
     kernel, initrd = _installer(tmp_path)
     tftp, bootfile = install.pxe_tftp_tree(
@@ -161,8 +163,8 @@ def test_uefi_network_install_tree(tmp_path: Path) -> None:
 
 
 def test_uefi_network_install_without_ovmf(tmp_path: Path) -> None:
-    from factory import install
     from factory.errors import EXIT_TOOL, ToolError
+    from factory.stages.install import install
 
     kernel, initrd = _installer(tmp_path)
     with pytest.raises(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from factory.errors import UsageError
-from factory.qemu import Disk, HostFwd, VmConfig, command
+from factory.vm.qemu import Disk, HostFwd, VmConfig, command
 
 S = Path("/b/console.sock")
 Q = Path("/b/qmp.sock")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from factory.core.record import BuildDir, atomic_write_text, to_jsonable
 from factory.errors import InputError
-from factory.record import BuildDir, atomic_write_text, to_jsonable
 
 
 @dataclass(frozen=True)

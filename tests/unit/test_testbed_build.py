@@ -96,7 +96,7 @@ def test_module_missing_is_a_tool_error(tmp_path: Path) -> None:
 
 
 def test_testbed_boot_configs_have_the_el_shape() -> None:
-    from factory import media
+    from factory.stages.media import media
 
     # EL 7.2's default is the media check; the remaster must move it to the installer entry.
     assert 'set default="1"' in build.GRUB_CFG.splitlines()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from factory import tools
 from factory.errors import ToolError
+from factory.host import tools
 
 
 def test_run_returns_output() -> None:

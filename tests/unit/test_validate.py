@@ -11,10 +11,10 @@ import yaml
 
 from factory.cli import main
 from factory.errors import SpecError, UsageError
-from factory.kickstart.flatten import KickstartInputError
-from factory.kickstart.rules import RULE_NAMES
-from factory.kickstart.validate import validate_file, validate_spec
 from factory.spec import load_spec
+from factory.stages.validate.flatten import KickstartInputError
+from factory.stages.validate.rules import RULE_NAMES
+from factory.stages.validate.validate import validate_file, validate_spec
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "kickstarts"
@@ -177,7 +177,7 @@ def test_spec_rules(
 
 
 def test_keep_uek_serves_the_uek_kernel(tmp_path: Path) -> None:
-    from factory.kickstart.flatten import flatten_for_spec
+    from factory.stages.validate.flatten import flatten_for_spec
 
     rhck = flatten_for_spec(load_spec(write_spec(tmp_path, "ol72")))
     uek = flatten_for_spec(load_spec(write_spec(tmp_path, "ol72", keep_uek=True)))

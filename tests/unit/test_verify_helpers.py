@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from factory import guest, verify
 from factory.errors import VerifyError
 from factory.spec import Spec
-from factory.sshkey import BuildKey
+from factory.stages.verify import verify
+from factory.vm import guest
+from factory.vm.sshkey import BuildKey
 
 KEY = BuildKey(private=Path("/b/build-key"), public="ssh-ed25519 AAAA image-factory-build-key")
 

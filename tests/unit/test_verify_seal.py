@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from factory import generalise, offline, seal
+from factory.core import offline
 from factory.errors import ToolError
-from factory.sshkey import KEY_COMMENT
+from factory.stages.seal import generalise, seal
+from factory.vm.sshkey import KEY_COMMENT
 
 USER_KEY = "ssh-ed25519 AAAAuser alice@example"
 BUILD_KEY = f"ssh-ed25519 AAAAbuild {KEY_COMMENT}"

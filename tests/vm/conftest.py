@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from factory.media import MediaResult
-from factory.record import BuildDir
+from factory.core.record import BuildDir
 from factory.spec import Accel, Boot, BootMode, Spec, load_spec
+from factory.stages.media.media import MediaResult
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from factory import install, media, sshkey
-from factory.record import BuildDir
+from factory.core.record import BuildDir
 from factory.spec import Spec, load_spec
+from factory.stages.install import install
+from factory.stages.media import media
+from factory.vm import sshkey
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.digest import sha256_file
+from factory.core.digest import sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = "xccdf_org.imagefactory_profile_testbed"
@@ -66,8 +66,10 @@ def test_testbed_build_with_compliance(build_root: Path) -> None:
 def test_guestfish_reader_scans_like_debugfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The reader EL's xfs/LVM images get (libguestfs `tar-out`, its appliance booted under TCG), made to
     read an ext4 image by making the ext reader find no root: the verdict must be the same."""
-    from factory import compliance, offline, tools
+    from factory.core import offline
+    from factory.host import tools
     from factory.spec import Compliance, load_spec
+    from factory.stages.compliance import compliance
 
     tree = tmp_path / "tree"
     (tree / "etc" / "ssh").mkdir(parents=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from factory.digest import sha256_file
+from factory.core.digest import sha256_file
 from factory.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]

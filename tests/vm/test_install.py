@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from factory import install
+from factory.core.record import BuildDir
 from factory.errors import InstallError
-from factory.media import MediaResult
-from factory.record import BuildDir
 from factory.spec import Spec
+from factory.stages.install import install
+from factory.stages.media.media import MediaResult
 
 pytestmark = pytest.mark.vm
 

@@ -8,10 +8,12 @@ from collections.abc import Callable
 
 import pytest
 
-from factory import install, sshkey, verify
-from factory.media import MediaResult
-from factory.record import BuildDir
+from factory.core.record import BuildDir
 from factory.spec import Firmware, Spec
+from factory.stages.install import install
+from factory.stages.media.media import MediaResult
+from factory.stages.verify import verify
+from factory.vm import sshkey
 
 pytestmark = pytest.mark.vm
 

@@ -1,6 +1,6 @@
 """The remastered ISO really boots to isolinux's `boot:` prompt on the serial console (QEMU, TCG).
 
-factory/qemu.py had not landed when this was written, so QEMU is started here with pexpect and one
+factory/vm/qemu.py had not landed when this was written, so QEMU is started here with pexpect and one
 fixed command line; nothing else is shared.
 """
 
@@ -15,7 +15,7 @@ import pexpect
 import pytest
 from el7iso import make_el7_iso
 
-from factory import media
+from factory.stages.media import media
 
 pytestmark = pytest.mark.vm
 

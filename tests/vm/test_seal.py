@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from fixtures_verify import Installed, fresh_copy, key_of, session_testbed
 
-from factory import digest, qemu
-from factory import verify as boot
-from factory.gate import require_verified
-from factory.record import BuildDir
-from factory.seal import recheck, seal
-from factory.sshkey import KEY_COMMENT
+from factory.core import digest
+from factory.core.record import BuildDir
+from factory.stages.promote.gate import require_verified
+from factory.stages.seal.seal import recheck, seal
+from factory.stages.verify import verify as boot
+from factory.vm import qemu
+from factory.vm.sshkey import KEY_COMMENT
 
 pytestmark = pytest.mark.vm
 

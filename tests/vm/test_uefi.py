@@ -9,10 +9,11 @@ from collections.abc import Callable
 
 import pytest
 
-from factory import install, qemu
-from factory.media import MediaResult
-from factory.record import BuildDir
+from factory.core.record import BuildDir
 from factory.spec import Firmware, Spec
+from factory.stages.install import install
+from factory.stages.media.media import MediaResult
+from factory.vm import qemu
 
 pytestmark = pytest.mark.vm
 

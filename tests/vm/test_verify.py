@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from fixtures_verify import Installed, fresh_copy, install_testbed, key_of, make_testbed_spec, session_testbed
 
-from factory import digest, sshkey
 from factory.cli import main
+from factory.core import digest
+from factory.core.record import BuildDir
 from factory.errors import EXIT_VERIFY, VerifyError
-from factory.gate import require_verified
-from factory.record import BuildDir
 from factory.spec import RuleOff
-from factory.verify import verify
+from factory.stages.promote.gate import require_verified
+from factory.stages.verify.verify import verify
+from factory.vm import sshkey
 
 pytestmark = pytest.mark.vm
 

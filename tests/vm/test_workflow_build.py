@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from factory import digest
+from factory.core import digest
 from factory.plan import plan_spec
 from factory.spec import load_spec
 

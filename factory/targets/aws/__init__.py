@@ -1,5 +1,5 @@
-"""AWS behind the target interface: a thin adapter over factory.aws.promote (whose code stays where it is)."""
+"""AWS: credentials (session), uploads (ebs_direct, vm_import), promotion (promote), behind the target
+interface (adapter.AwsTarget).
 
-from factory.targets.aws.adapter import AwsTarget
-
-__all__ = ["AwsTarget"]
+`local` runs an embedded moto server (motoserver): a stand-in for AWS so the demo works without an account.
+"""

@@ -1,4 +1,4 @@
-"""The AWS promotion (factory/aws/promote.py) reached through base.Target, without moving its code.
+"""The AWS promotion (promote.py) reached through base.Target, without moving its code.
 
 promote.promote() already checks the gate, resumes from promotion.json and retires beyond `aws.keep`;
 this adapter maps its result to Published and reads its manifest back for status().
@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
-from factory.aws import promote
-from factory.aws.manifest import NAME as MANIFEST_NAME
-from factory.aws.session import AwsSettings
 from factory.errors import AwsError
 from factory.spec import Spec
+from factory.targets.aws import promote
+from factory.targets.aws.manifest import NAME as MANIFEST_NAME
+from factory.targets.aws.session import AwsSettings
 from factory.targets.base import (
     Artifact,
     Published,

@@ -22,9 +22,9 @@ import openstack
 from keystoneauth1 import exceptions as ksa_exceptions
 from openstack import exceptions as os_exceptions
 
-from factory import compliance
 from factory.errors import FactoryError, OpenstackError
 from factory.spec import Firmware, Openstack, OpenstackCloud, Spec
+from factory.stages.compliance import compliance
 from factory.targets.base import (
     Artifact,
     Published,

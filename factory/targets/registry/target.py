@@ -23,8 +23,8 @@ import subprocess
 from pathlib import Path
 from typing import ClassVar
 
-from factory import tools
 from factory.errors import RegistryError
+from factory.host import tools
 from factory.spec import Registry, Spec
 from factory.targets.base import (
     Artifact,

@@ -20,10 +20,10 @@ from typing import Any, ClassVar
 
 from pyVmomi import vim, vmodl
 
-from factory import compliance
-from factory import ova as ova_format
 from factory.errors import FactoryError, VsphereError
 from factory.spec import Firmware, Spec, Vsphere
+from factory.stages.compliance import compliance
+from factory.stages.export import ova as ova_format
 from factory.targets.base import (
     Artifact,
     Published,

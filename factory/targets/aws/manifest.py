@@ -1,0 +1,81 @@
+"""promotion.json: what a promotion made, in which account and region, and in what state.
+
+Written atomically after every step, so an interrupted or failed run leaves a true list of what exists;
+a re-run reads it back to finish the job, and `factory promote --cleanup` reads it to remove leftovers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from factory.core.record import atomic_write_text
+from factory.errors import InputError
+
+NAME = "promotion.json"
+
+
+class Manifest:
+    """The promotion manifest of one build; every setter saves at once."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+
+    @classmethod
+    def load(cls, build_path: Path, *, build_id: str, spec: str, image_sha256: str) -> Manifest:
+        path = build_path / NAME
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except FileNotFoundError:
+            data = {"build_id": build_id, "spec": spec, "image_sha256": image_sha256, "state": "new"}
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: unreadable promotion manifest: {exc}") from None
+        data.setdefault("source", {})
+        data.setdefault("copies", {})
+        data.setdefault("retired", [])
+        return cls(path, data)
+
+    def save(self) -> None:
+        self.data["updated"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        atomic_write_text(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+
+    @property
+    def source(self) -> dict[str, Any]:
+        source: dict[str, Any] = self.data["source"]
+        return source
+
+    def update_source(self, **fields: Any) -> None:
+        self.source.update(fields)
+        self.save()
+
+    def copy(self, profile: str, region: str) -> dict[str, Any]:
+        entry: dict[str, Any] = self.data["copies"].setdefault(profile, {}).setdefault(region, {})
+        return entry
+
+    def update_copy(self, profile: str, region: str, **fields: Any) -> None:
+        self.copy(profile, region).update(fields)
+        self.save()
+
+    def set_state(self, state: str, error: str | None = None) -> None:
+        self.data["state"] = state
+        if error is None:
+            self.data.pop("error", None)
+        else:
+            self.data["error"] = error
+        self.save()
+
+    def add_retired(self, profile: str, region: str, ami_id: str, snapshot_ids: list[str], why: str) -> None:
+        self.data["retired"].append(
+            {"profile": profile, "region": region, "ami_id": ami_id, "snapshot_ids": snapshot_ids, "why": why}
+        )
+        self.save()
+
+    def amis(self) -> dict[str, dict[str, str]]:
+        """profile -> region -> AMI id of every encrypted copy recorded so far."""
+        return {
+            profile: {region: c["ami_id"] for region, c in regions.items() if c.get("ami_id")}
+            for profile, regions in self.data["copies"].items()
+        }
