@@ -9,7 +9,6 @@ set reuses the verified image instead of reinstalling. `from_stage` forces a sta
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from typing import Any
 
 from factory import __version__
 from factory.core import buildlog, digest
+from factory.core.events import Event, StageProgress
 from factory.core.record import STAGES, BuildDir
 from factory.errors import ComplianceError, FactoryError, VerifyError
 from factory.spec import Spec
@@ -26,7 +26,6 @@ from factory.stages.compliance import compliance
 from factory.vm import sshkey
 
 BUILD_STAGES = STAGES  # validate, media, install, verify, seal, export, promote
-_URL_PATH = re.compile(r"(https?://[^/\s]+/)\S+")
 
 
 @dataclass(frozen=True)
@@ -157,9 +156,7 @@ class Runner:
                     f"{first.where()}: [{first.rule}] {first.message} (run `factory validate`)"
                 )
         with self._stage("media") as holder:
-            medium = media.prepare(
-                spec, progress=lambda done, total: self.progress(spec.name, "media", done, total, "download")
-            )
+            medium = media.prepare(spec, progress=self._emit)
             holder["result"] = medium
         key, inputs = build_inputs(spec, medium.sha256)
         build = find_build(self.options.build_root, spec.name, key)
@@ -185,7 +182,7 @@ class Runner:
                     medium,
                     build,
                     keep_on_error=self.options.keep_on_error,
-                    progress=self._install_progress,
+                    progress=self._emit,
                 )
                 holder["result"] = result
         else:
@@ -199,15 +196,11 @@ class Runner:
             return
         self._verify_seal_export(build, disk)
 
-    def _install_progress(self, event: Any) -> None:
-        from factory.stages.install.monitor import ProgressEvent, StageEvent
-
-        if isinstance(event, ProgressEvent):
-            self.progress(self.spec.name, "install", event.done, event.total, f"installing {event.package}")
-        elif isinstance(event, StageEvent):
-            # The kickstart's URL path is its access token: shown as "…" in logs and on screen.
-            text = _URL_PATH.sub(r"\1…", event.text)
-            self.progress(self.spec.name, "install", None, None, text)
+    def _emit(self, event: Event) -> None:
+        # Stages report factory.core.events; until this loop sends those on itself (issue 11), their
+        # progress goes out through the old callback.
+        if isinstance(event, StageProgress):
+            self.progress(self.spec.name, event.stage, event.done, event.total, event.detail)
 
     def _verify_seal_export(self, build: BuildDir, disk: Path) -> None:
         from factory.stages.export import export

@@ -6,16 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from factory import ui
 from factory.core import paths
+from factory.core.events import Sink, Skip, StageFinished, StageProgress, StageStarted
 from factory.core.record import to_jsonable
 from factory.errors import SpecError, ToolError, UsageError
 from factory.pipeline import BUILD_STAGES, Options, Outcome, run_build
@@ -77,60 +77,37 @@ def host_parallelism(specs: list[Spec], requested: int) -> int:
     return max(1, min(requested, len(specs), max(1, cores // widest), max(1, (mem_mib - 1024) // biggest)))
 
 
-class Reporter:
-    """One live line per stage with elapsed time on a terminal; plain lines elsewhere (CI logs)."""
+class OldCallbacks:
+    """TEMPORARY (issue 11, until the pipeline emits factory.core.events itself; the lead removes it on
+    merge): turns the pipeline's two callbacks into Events for the presenter.
 
-    def __init__(self, console: Console, prefix_names: bool) -> None:
-        self.console = console
-        self.prefix = prefix_names
-        self.lock = threading.Lock()
-        self.live = console.is_terminal
-        self.progress = Progress(
-            SpinnerColumn(finished_text="✓"),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            BarColumn(bar_width=24),
-            TextColumn("{task.fields[detail]}", style="dim"),
-            console=console,
-            disable=not self.live,
-        )
-        self.tasks: dict[tuple[str, str], TaskID] = {}
-        self.last_detail: dict[tuple[str, str], str] = {}
+    The old "skipped" carries no reason; today's pipeline skips for exactly two: a stage the options leave
+    out (promote without --promote; everything after install with --no-verify) or one recorded ok for
+    this build's inputs.
+    """
+
+    def __init__(self, present: Sink, options: Options) -> None:
+        self.present = present
+        self.options = options
 
     def __call__(self, spec: str, stage: str, event: str, seconds: float) -> None:
-        label = f"{spec}: {stage}" if self.prefix else stage
-        with self.lock:
-            if self.live:
-                if event == "start":
-                    self.tasks[(spec, stage)] = self.progress.add_task(label, total=None, detail="")
-                    return
-                task = self.tasks.get((spec, stage)) or self.progress.add_task(label, total=None, detail="")
-                mark = {
-                    "ok": "",
-                    "skipped": " [dim](skipped: done before, same inputs)[/]",
-                    "failed": " [red]failed",
-                }
-                self.progress.update(task, description=label + mark[event], total=1, completed=1, detail="")
-                if event == "failed":
-                    self.progress.stop_task(task)
-            elif event != "start":
-                self.console.print(f"{label}: {event} ({seconds:.1f} s)", markup=False, highlight=False)
+        if event == "start":
+            self.present(StageStarted(spec, stage))
+        elif event == "skipped":
+            self.present(StageFinished(spec, stage, "skipped", seconds, skip=self.reason(stage)))
+        else:
+            self.present(StageFinished(spec, stage, event, seconds))
+
+    def reason(self, stage: str) -> Skip:
+        left_out = (stage == "promote" and not self.options.promote) or (
+            not self.options.verify and stage not in ("validate", "media", "install")
+        )
+        return Skip.NOT_REQUESTED if left_out else Skip.DONE_BEFORE
 
     def on_progress(
         self, spec: str, stage: str, done: float | None, total: float | None, detail: str
     ) -> None:
-        with self.lock:
-            if self.live:
-                task = self.tasks.get((spec, stage))
-                if task is not None:
-                    if done is not None:
-                        self.progress.update(task, completed=done, total=total)
-                    self.progress.update(task, detail=detail)
-            elif done is None and detail != self.last_detail.get((spec, stage)):
-                # Plain logs (CI): the installer's stage lines and promotion steps, not every package.
-                self.last_detail[(spec, stage)] = detail
-                label = f"{spec}: {stage}" if self.prefix else stage
-                self.console.print(f"{label}: {detail}", markup=False, highlight=False)
+        self.present(StageProgress(spec, stage, detail, done, total))
 
 
 def summary_table(outcomes: list[Outcome]) -> Table:
@@ -248,8 +225,9 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)
     if not console.is_terminal:
         console.width = max(console.width, 160)  # CI logs: no 80-column tables
-    reporter = Reporter(console, prefix_names=len(specs) > 1)
-    with reporter.progress:
+    mode = ui.mode_for(console, json_lines=args.json)
+    with ui.presenter_for(console, mode, prefix_names=len(specs) > 1) as present:
+        reporter = OldCallbacks(present, options)
         if jobs == 1:
             outcomes = [run_build(s, options, reporter, reporter.on_progress) for s in specs]
         else:

@@ -124,14 +124,14 @@ def test_download_verifies_and_caches(
 ) -> None:
     url, served = server
     sha = digest.sha256_file(iso)
-    result = media.prepare(make_spec(tmp_path, url=f"{url}/el7.iso", sha256=sha), progress=False)
+    result = media.prepare(make_spec(tmp_path, url=f"{url}/el7.iso", sha256=sha))
     assert result == media.MediaResult(
         iso=cache / "iso" / f"{sha}.iso", sha256=sha, volume_label=LABEL, source=f"{url}/el7.iso"
     )
     assert digest.sha256_file(result.iso) == sha
     assert cache_files(cache) == [f"{sha}.iso"]
     # A second build reuses the cache without asking the server again.
-    media.prepare(make_spec(tmp_path, url=f"{url}/el7.iso", sha256=sha), progress=False)
+    media.prepare(make_spec(tmp_path, url=f"{url}/el7.iso", sha256=sha))
     assert served.requests == [("/el7.iso", None)]
 
 
@@ -142,7 +142,7 @@ def test_download_resumes_a_partial_file(
     sha = digest.sha256_file(iso)
     (cache / "iso").mkdir(parents=True)
     (cache / "iso" / f"{sha}.iso.part").write_bytes(served.data[:100_000])
-    result = media.prepare(make_spec(tmp_path, url=f"{url}/el7.iso", sha256=sha), progress=False)
+    result = media.prepare(make_spec(tmp_path, url=f"{url}/el7.iso", sha256=sha))
     assert served.requests == [("/el7.iso", "bytes=100000-")]
     assert digest.sha256_file(result.iso) == sha
     assert cache_files(cache) == [f"{sha}.iso"]
@@ -156,7 +156,7 @@ def test_server_ignoring_range_restarts_from_zero(
     sha = digest.sha256_file(iso)
     (cache / "iso").mkdir(parents=True)
     (cache / "iso" / f"{sha}.iso.part").write_bytes(b"garbage that must not be kept" * 100)
-    result = media.prepare(make_spec(tmp_path, url=f"{url}/el7.iso", sha256=sha), progress=False)
+    result = media.prepare(make_spec(tmp_path, url=f"{url}/el7.iso", sha256=sha))
     assert digest.sha256_file(result.iso) == sha
 
 
@@ -168,7 +168,7 @@ def test_checksum_mismatch_leaves_no_file(
     with pytest.raises(
         MediaError, match=rf"sha256 mismatch: expected {wrong}, got {digest.sha256_file(iso)}"
     ):
-        media.prepare(make_spec(tmp_path, url=f"{url}/el7.iso", sha256=wrong), progress=False)
+        media.prepare(make_spec(tmp_path, url=f"{url}/el7.iso", sha256=wrong))
     assert cache_files(cache) == []
 
 
@@ -180,7 +180,7 @@ def test_interrupted_download_keeps_only_a_part_that_is_not_used(
     sha = digest.sha256_file(iso)
     spec = make_spec(tmp_path, url=f"{url}/el7.iso", sha256=sha)
     with pytest.raises(MediaError, match=rf"after {media.ATTEMPTS} attempts: .*kept in .*\.part"):
-        media.prepare(spec, progress=False)
+        media.prepare(spec)
     assert cache_files(cache) == [f"{sha}.iso.part"]
     assert len(served.requests) == media.ATTEMPTS
     # Every retry resumed from where the previous attempt stopped.
@@ -191,7 +191,7 @@ def test_interrupted_download_keeps_only_a_part_that_is_not_used(
     # Next build: the server works again; the .part is resumed, never taken as the ISO.
     served.mode = "ok"
     served.requests.clear()
-    result = media.prepare(spec, progress=False)
+    result = media.prepare(spec)
     assert served.requests == [("/el7.iso", f"bytes={part_size}-")]
     assert digest.sha256_file(result.iso) == sha
 
@@ -199,9 +199,26 @@ def test_interrupted_download_keeps_only_a_part_that_is_not_used(
 def test_http_404_is_not_retried(tmp_path: Path, server: tuple[str, Served], cache: Path) -> None:
     url, served = server
     with pytest.raises(MediaError, match=r"cannot download .*/missing.iso: HTTP 404"):
-        media.prepare(make_spec(tmp_path, url=f"{url}/missing.iso", sha256="1" * 64), progress=False)
+        media.prepare(make_spec(tmp_path, url=f"{url}/missing.iso", sha256="1" * 64))
     assert len(served.requests) == 1
     assert cache_files(cache) == []
+
+
+def test_download_reports_its_bytes_as_media_progress(
+    tmp_path: Path, iso: Path, server: tuple[str, Served], cache: Path
+) -> None:
+    from factory.core.events import Event, StageProgress
+
+    url, _ = server
+    seen: list[Event] = []
+    media.prepare(
+        make_spec(tmp_path, url=f"{url}/el7.iso", sha256=digest.sha256_file(iso)), progress=seen.append
+    )
+    size = iso.stat().st_size
+    assert seen[0] == StageProgress("t", "media", "download el7.iso", 0, size)
+    assert seen[-1] == StageProgress("t", "media", "download el7.iso", size, size)
+    done = [e.done for e in seen if isinstance(e, StageProgress)]
+    assert done == sorted(done)
 
 
 def test_unreachable_url(tmp_path: Path, cache: Path) -> None:
@@ -209,9 +226,7 @@ def test_unreachable_url(tmp_path: Path, cache: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(MediaError, match=r"cannot download .* after \d+ attempts: .*refused"):
-        media.prepare(
-            make_spec(tmp_path, url=f"http://127.0.0.1:{port}/x.iso", sha256="1" * 64), progress=False
-        )
+        media.prepare(make_spec(tmp_path, url=f"http://127.0.0.1:{port}/x.iso", sha256="1" * 64))
     assert cache_files(cache) == []
 
 
@@ -220,7 +235,7 @@ def test_concurrent_builds_download_once(tmp_path: Path, iso: Path, server: tupl
     sha = digest.sha256_file(iso)
     spec = make_spec(tmp_path, url=f"{url}/el7.iso", sha256=sha)
     with ThreadPoolExecutor(max_workers=3) as pool:
-        results = list(pool.map(lambda _: media.prepare(spec, progress=False), range(3)))
+        results = list(pool.map(lambda _: media.prepare(spec), range(3)))
     assert len({r.iso for r in results}) == 1
     assert digest.sha256_file(results[0].iso) == sha
     assert len(served.requests) == 1

@@ -226,20 +226,17 @@ def test_parallelism_is_bounded_by_cores(tmp_path: Path, monkeypatch: pytest.Mon
         build_cmd.host_parallelism(specs, 0)
 
 
-def test_install_progress_hides_the_kickstart_token(tmp_path: Path) -> None:
+def test_install_progress_hides_the_kickstart_token() -> None:
+    from factory.core.events import Event, StageProgress
+    from factory.stages.install import install
     from factory.stages.install.monitor import ProgressEvent, StageEvent
 
-    seen: list[tuple[float | None, float | None, str]] = []
-    runner = pipeline.Runner(
-        _spec(tmp_path),
-        pipeline.Options(),
-        _events()[1],
-        lambda spec, stage, done, total, detail: seen.append((done, total, detail)),
-    )
-    runner._install_progress(StageEvent("Fetching kickstart from http://10.0.2.2:4567/s3cr3tT0ken/ks.cfg"))
-    runner._install_progress(ProgressEvent("openssh-server", 3, 128))
+    seen: list[Event] = []
+    report = install._reporter("t", seen.append)
+    report(StageEvent("Fetching kickstart from http://10.0.2.2:4567/s3cr3tT0ken/ks.cfg"))
+    report(ProgressEvent("openssh-server", 3, 128))
     assert seen == [
-        (None, None, "Fetching kickstart from http://10.0.2.2:4567/…"),
-        (3, 128, "installing openssh-server"),
+        StageProgress("t", "install", "Fetching kickstart from http://10.0.2.2:4567/…"),
+        StageProgress("t", "install", "installing openssh-server", 3, 128),
     ]
     assert "s3cr3t" not in repr(seen)

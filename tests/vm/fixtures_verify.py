@@ -49,7 +49,7 @@ def install_testbed(root: Path, name: str, kickstart: Path | None = None) -> Ins
     if name not in _INSTALLS:
         spec = make_testbed_spec(root / name, kickstart)
         build = BuildDir.create(root / name / "build", spec.name)
-        result = install.install(spec, media.prepare(spec, progress=False), build, progress=lambda e: None)
+        result = install.install(spec, media.prepare(spec), build)
         build.record_stage("install", "ok", result=result)
         _INSTALLS[name] = Installed(spec, build, result.disk)
     return _INSTALLS[name]

@@ -13,19 +13,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from rich.console import Console as RichConsole
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from factory.core import digest
+from factory.core.events import Sink, StageProgress, discard
 from factory.core.record import BuildDir
 from factory.errors import FactoryError, InstallError, MediaError, ToolError
 from factory.host import tools
@@ -45,6 +43,7 @@ DISK_NAME = "disk.qcow2"
 GRACE_SECONDS = 1.5
 POLL_SECONDS = 0.2
 ProgressCallback = Callable[[monitor.Event], None]
+_URL_PATH = re.compile(r"(https?://[^/\s]+/)\S+")
 # Builds the classified InstallError (with artifacts and the last lines) from a kind and a message.
 Fail = Callable[[str, str], InstallError]
 
@@ -138,12 +137,12 @@ def install(
     build: BuildDir,
     *,
     keep_on_error: bool = False,
-    progress: ProgressCallback | None = None,
+    progress: Sink = discard,
     ks_path_for_guest: str | None = None,
 ) -> InstallResult:
     """Install `media_result` with `spec`'s kickstart into build/disk.qcow2; InstallError on any failure.
 
-    `progress` gets every monitor event (default: a rich status line + package bar on a terminal).
+    `progress` gets the installer's steps and its package count as StageProgress events of "install".
     `ks_path_for_guest` (tests only) tells the guest a different path on the kickstart server.
     """
     started = time.monotonic()
@@ -172,12 +171,11 @@ def install(
                         f"{media_result.iso}: no images/pxeboot/{name}: boot.mode pxe needs the medium's "
                         "network boot files"
                     )
-        with _reporter(progress) as report:
-            plan = _Plan(kernel, initrd, chosen, part, served, repo)
-            guest_seconds, packages, repairs = _run_vm(
-                spec, media_result, build, plan, report,
-                keep_on_error=keep_on_error, ks_path_for_guest=ks_path_for_guest,
-            )  # fmt: skip
+        plan = _Plan(kernel, initrd, chosen, part, served, repo)
+        guest_seconds, packages, repairs = _run_vm(
+            spec, media_result, build, plan, _reporter(spec.name, progress),
+            keep_on_error=keep_on_error, ks_path_for_guest=ks_path_for_guest,
+        )  # fmt: skip
         os.replace(part, final)
     finally:
         part.unlink(missing_ok=True)
@@ -434,36 +432,19 @@ def _not_fetched(ks: KickstartServer, seconds: int) -> str:
     return f"the guest did not fetch the kickstart within {seconds} s{seen}"
 
 
-@contextlib.contextmanager
-def _reporter(progress: ProgressCallback | None) -> Iterator[ProgressCallback]:
-    """The given callback, else a rich status line + package bar on a terminal, else debug logging."""
-    if progress is not None:
-        yield progress
-        return
-    if not sys.stderr.isatty():
-        yield lambda event: log.debug("install: %s", event)
-        return
-    bar = Progress(
-        TextColumn("[bold]install[/]"),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=RichConsole(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task("starting", total=None)
+def _reporter(spec_name: str, progress: Sink) -> ProgressCallback:
+    """The monitor's events as the stage's progress: each installer step, and the package count."""
 
-    def update(event: monitor.Event) -> None:
+    def report(event: monitor.Event) -> None:
         if isinstance(event, monitor.ProgressEvent):
-            bar.update(
-                task, completed=event.done, total=event.total, description=f"Installing {event.package}"
+            progress(
+                StageProgress(spec_name, "install", f"installing {event.package}", event.done, event.total)
             )
-        elif isinstance(event, monitor.StageEvent | monitor.CompleteEvent):
-            bar.update(task, description=event.text if isinstance(event, monitor.StageEvent) else event.line)
+        elif isinstance(event, monitor.StageEvent):
+            # The kickstart's URL path is its access token: shown as "…" in logs and on screen.
+            progress(StageProgress(spec_name, "install", _URL_PATH.sub(r"\1…", event.text)))
 
-    with bar:
-        yield update
+    return report
 
 
 __all__ = [

@@ -29,17 +29,9 @@ from typing import Any
 import filelock
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from factory.core import digest, paths
+from factory.core.events import Sink, StageProgress, discard
 from factory.core.record import atomic_write_text
 from factory.errors import MediaError
 from factory.host import tools
@@ -64,11 +56,8 @@ EFIBOOT_GRUB_CFG = "::EFI/BOOT/grub.cfg"
 # mtools refuses FAT images whose geometry it finds odd (lorax's mkdosfs output can be); we only copy files.
 _MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1"}
 
-_stderr = Console(stderr=True)
-
-
-# True/False: draw our own rich bar or not; a callable gets (bytes done, total or None) instead.
-ShowProgress = bool | Callable[[int, int | None], None]
+# Bytes done and the total (None: the server sent no length), for whoever shows the download.
+ByteProgress = Callable[[int, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -80,8 +69,9 @@ class MediaResult:
     source: str
 
 
-def prepare(spec: Spec, *, progress: ShowProgress = True) -> MediaResult:
-    """Return a verified, cached install ISO for `spec` (download, local path or the built-in testbed)."""
+def prepare(spec: Spec, *, progress: Sink = discard) -> MediaResult:
+    """Return a verified, cached install ISO for `spec` (download, local path or the built-in testbed);
+    a download reports its bytes to `progress` as StageProgress events of the "media" stage."""
     media = spec.media
     if media.builtin == "testbed":
         # Imported here: the testbed pulls in Debian packaging helpers that other stages never need.
@@ -95,7 +85,14 @@ def prepare(spec: Spec, *, progress: ShowProgress = True) -> MediaResult:
     if expected is None:  # the spec validator guarantees a sha256 for url/path media
         raise MediaError(f"{spec.source}: media: no sha256 given")
     if media.url is not None and not media.url.startswith("file://"):
-        iso = download(media.url, expected, progress=progress)
+        name = Path(urllib.parse.urlparse(media.url).path).name or media.url
+        iso = download(
+            media.url,
+            expected,
+            progress=lambda done, total: progress(
+                StageProgress(spec.name, "media", f"download {name}", done, total)
+            ),
+        )
         source = media.url
     else:
         if media.url is not None:
@@ -139,7 +136,7 @@ def _locked(target: Path, what: str) -> Iterator[None]:
         lock.release()
 
 
-def download(url: str, sha256: str, *, progress: ShowProgress = True) -> Path:
+def download(url: str, sha256: str, *, progress: ByteProgress | None = None) -> Path:
     """Download `url` into the cache (resuming a .part), verify it, and return the cached ISO."""
     final = iso_cache_dir() / f"{sha256}.iso"
     with _locked(final, "downloading"):
@@ -181,7 +178,7 @@ def _reason(exc: BaseException) -> str:
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
-def _fetch(url: str, part: Path, *, progress: ShowProgress) -> None:
+def _fetch(url: str, part: Path, *, progress: ByteProgress | None) -> None:
     """One attempt: append to `part` from where it ends. Raises OSError/HTTPException to be retried."""
     have = part.stat().st_size if part.exists() else 0
     req = urllib.request.Request(url, headers={"User-Agent": "image-factory"})
@@ -208,44 +205,21 @@ def _fetch(url: str, part: Path, *, progress: ShowProgress) -> None:
             have, mode = 0, "wb"  # the server ignored Range: start over
         length = resp.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
-        with part.open(mode) as out, _bar(url, total, have, progress) as advance:
+        with part.open(mode) as out:
+            done = have
+            if progress is not None:
+                progress(done, total)
             while chunk := resp.read(CHUNK):
                 out.write(chunk)
-                advance(len(chunk))
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
             out.flush()
             os.fsync(out.fileno())
         got = part.stat().st_size
         if total is not None and got < total:
             # The server closed mid-way without an error: keep the .part for the next attempt.
             raise OSError(f"connection closed after {got} of {total} bytes")
-
-
-@contextlib.contextmanager
-def _bar(url: str, total: int | None, done: int, show: ShowProgress) -> Iterator[Any]:
-    name = Path(urllib.parse.urlparse(url).path).name or url
-    if callable(show):
-        # The caller draws the bar (factory build shows one live display for all its stages).
-        sent = [done]
-
-        def advance(n: int) -> None:
-            sent[0] += n
-            show(sent[0], total)
-
-        show(done, total)
-        yield advance
-        return
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=_stderr,
-        disable=not show,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"download {name}", total=total, completed=done)
-        yield lambda n: bar.advance(task, n)
 
 
 # --- local ISOs ---------------------------------------------------------------------------------------
