@@ -1,7 +1,7 @@
 """Replays a scripted build through factory.ui's live presenter with real sleeps, for tests that read the
 screen back from tmux (tests/unit/test_presenter_terminal.py).
 
-    python tests/presenter_replay.py {one,two} PHASES_FILE
+    python tests/presenter_replay.py {one,two,interrupted} PHASES_FILE
 
 At each checkpoint it appends the checkpoint's name to PHASES_FILE and holds still for HOLD_S, so the test
 can capture the pane twice in that state. After the presenter is closed it writes "end" and waits to be
@@ -80,12 +80,22 @@ def two_specs(present: Sink, script: Script) -> None:
         t.join()
 
 
+def interrupted(present: Sink, script: Script) -> None:
+    # Ctrl-C during a stage: it never reports its finish, and the presenter is closed under it.
+    present(StageStarted("testbed", "install"))
+    present(StageProgress("testbed", "install", "installing bash", 12, 128))
+    time.sleep(1.2)
+
+
+SCENARIOS = {"one": one_spec, "two": two_specs, "interrupted": interrupted}
+
+
 def main() -> None:
     scenario, phases = sys.argv[1], Path(sys.argv[2])
     script = Script(phases)
     console = Console(stderr=True)
     with presenter_for(console, Mode.LIVE, prefix_names=scenario == "two") as present:
-        (two_specs if scenario == "two" else one_spec)(present, script)
+        SCENARIOS[scenario](present, script)
     with phases.open("a") as out:
         out.write("end\n")
     time.sleep(600)
