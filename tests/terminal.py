@@ -46,6 +46,15 @@ class Pane:
     def dead(self) -> bool:
         return self._tmux("display-message", "-p", "-t", "t", "#{pane_dead}").strip() == "1"
 
+    def wait_exit(self, timeout: float) -> int:
+        """The command's exit status, once it has ended (the pane stays, its last screen readable)."""
+        deadline = time.monotonic() + timeout
+        while not self.dead():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still running after {timeout:.0f} s:\n" + "\n".join(self.screen()))
+            time.sleep(1.0)
+        return int(self._tmux("display-message", "-p", "-t", "t", "#{pane_dead_status}").strip())
+
     def wait_for(self, text: str, timeout: float) -> list[str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

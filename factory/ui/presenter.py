@@ -13,12 +13,15 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.filesize import decimal
@@ -52,7 +55,7 @@ def presenter_for(console: Console, mode: Mode, *, prefix_names: bool) -> Iterat
     """A sink that shows every event it gets on `console`; on exit nothing is left running on screen."""
     if mode is Mode.LIVE:
         live = LiveRows(prefix_names)
-        with Live(console=console, get_renderable=live.render, refresh_per_second=8, redirect_stdout=False):
+        with Live(console=console, get_renderable=live.render, refresh_per_second=8), _logs_above():
             try:
                 yield live
             finally:
@@ -61,6 +64,34 @@ def presenter_for(console: Console, mode: Mode, *, prefix_names: bool) -> Iterat
         yield PlainLines(console, prefix_names)
     else:
         yield JsonLines(console)
+
+
+@contextmanager
+def _logs_above() -> Iterator[None]:
+    """Log handlers that write to the terminal go through rich's stderr proxy while the rows are live.
+
+    A warning written straight to the terminal (e.g. "KVM present but ... using TCG") lands below the
+    rows; the next redraw moves up over it and leaves a stale copy of the rows above: the duplicated,
+    still-spinning rows issue 11 saw. Through the proxy it is printed above the rows instead.
+    """
+    moved: list[tuple[logging.StreamHandler[Any], Any]] = []
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            stream = handler.stream
+            if stream is not sys.stderr and _is_terminal(stream):
+                moved.append((handler, handler.setStream(sys.stderr)))
+    try:
+        yield
+    finally:
+        for handler, stream in moved:
+            handler.setStream(stream)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed file
+        return False
 
 
 def label(event: Event, prefix_names: bool) -> str:

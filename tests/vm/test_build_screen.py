@@ -1,0 +1,73 @@
+"""`factory build specs/testbed.yaml` on a real 160-column terminal (tmux), its screen read back: the
+live display issue 11 found misleading (stale validate rows, a spinner after the end, a skip reason that
+was a guess). A full testbed build, then the same with --from verify into the same build directory."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.terminal import SPINNER, Pane
+
+ROOT = Path(__file__).resolve().parents[2]
+ROW = re.compile(r"^(?P<mark>\S) (?P<label>[a-z]+)(?: +(?P<clock>\d+:\d\d))?(?P<rest>.*)$")
+STAGES = ["validate", "media", "install", "verify", "seal", "export", "promote"]
+
+pytestmark = pytest.mark.vm
+
+
+def build_on_a_terminal(build_root: Path, *extra: str) -> list[str]:
+    pane = Pane(
+        [
+            sys.executable,
+            "-m",
+            "factory",
+            "build",
+            "specs/testbed.yaml",
+            "--build-dir",
+            str(build_root),
+            *extra,
+        ],
+        cwd=ROOT,
+    )
+    try:
+        status = pane.wait_exit(timeout=1500)
+        screen = pane.screen()
+        assert status == 0, "\n".join(screen)
+        time.sleep(1.5)
+        assert pane.screen() == screen
+        return screen
+    finally:
+        pane.close()
+
+
+def stage_rows(screen: list[str]) -> dict[str, re.Match[str]]:
+    """The live rows: every line above the summary table that is a stage row, each stage at most once."""
+    end = next(i for i, line in enumerate(screen) if line.strip() == "factory build")
+    found = [m for line in screen[:end] if (m := ROW.match(line)) and m["label"] in STAGES]
+    labels = [m["label"] for m in found]
+    assert len(labels) == len(set(labels)), f"duplicated rows: {labels}\n" + "\n".join(screen)
+    assert not SPINNER & set("".join(screen)), "a spinner is left after the build:\n" + "\n".join(screen)
+    return {m["label"]: m for m in found}
+
+
+@pytest.mark.timeout(3000)
+def test_build_then_from_verify_on_a_terminal(tmp_path: Path) -> None:
+    build_root = tmp_path / "build"
+    first = stage_rows(build_on_a_terminal(build_root))
+    assert list(first) == STAGES
+    assert [first[s]["mark"] for s in STAGES[:-1]] == ["✓"] * 6
+    assert first["promote"]["mark"] == "-"
+    assert first["promote"]["rest"].strip() == "skipped: not requested"
+
+    again = stage_rows(build_on_a_terminal(build_root, "--from", "verify"))
+    assert list(again) == STAGES  # validate once, no stale row left from an earlier draw
+    assert again["validate"]["mark"] == "✓" and again["verify"]["mark"] == "✓"
+    assert again["install"]["mark"] == "-"
+    assert again["install"]["rest"].strip() == "skipped: done before for this image"
+    assert again["promote"]["rest"].strip() == "skipped: not requested"
+    assert [again[s]["mark"] for s in ("seal", "export")] == ["✓", "✓"]
