@@ -36,9 +36,11 @@ class Pane:
         )
         return proc.stdout
 
-    def screen(self) -> list[str]:
-        """The visible lines, right-stripped, without the empty ones below the last text."""
-        lines = [line.rstrip() for line in self._tmux("capture-pane", "-p", "-t", "t").splitlines()]
+    def screen(self, *, history: bool = False) -> list[str]:
+        """The visible lines (with `history`: from the top of the scrollback), right-stripped, without the
+        empty ones below the last text."""
+        since = ("-S", "-") if history else ()
+        lines = [line.rstrip() for line in self._tmux("capture-pane", "-p", *since, "-t", "t").splitlines()]
         while lines and not lines[-1]:
             lines.pop()
         return lines
