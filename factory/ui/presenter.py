@@ -63,7 +63,8 @@ def presenter_for(console: Console, mode: Mode, *, prefix_names: bool) -> Iterat
     elif mode is Mode.PLAIN:
         yield PlainLines(console, prefix_names)
     else:
-        yield JsonLines(console)
+        with _logs_as_json(console):
+            yield JsonLines(console)
 
 
 @contextmanager
@@ -85,6 +86,34 @@ def _logs_above() -> Iterator[None]:
     finally:
         for handler, stream in moved:
             handler.setStream(stream)
+
+
+class _JsonLog(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "event": "log",
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+            },
+            separators=(",", ":"),
+        )
+
+
+@contextmanager
+def _logs_as_json(console: Console) -> Iterator[None]:
+    """With --json, log lines on the same stream are JSON objects too: stderr stays one object a line."""
+    changed: list[tuple[logging.Handler, logging.Formatter | None]] = []
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is console.file:
+            changed.append((handler, handler.formatter))
+            handler.setFormatter(_JsonLog())
+    try:
+        yield
+    finally:
+        for handler, formatter in changed:
+            handler.setFormatter(formatter)
 
 
 def _is_terminal(stream: Any) -> bool:

@@ -119,6 +119,34 @@ def test_json_mode_writes_one_object_per_event() -> None:
     ]
 
 
+def test_json_mode_turns_log_lines_on_the_same_stream_into_objects() -> None:
+    import logging
+
+    c = console()
+    handler = logging.StreamHandler(c.file)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with presenter_for(c, Mode.JSON, prefix_names=False) as present:
+            present(StageStarted("testbed", "install"))
+            logging.getLogger("factory.vm.accel").warning("KVM present but did not boot: using TCG")
+        logging.getLogger("factory.vm.accel").warning("after the build")
+    finally:
+        root.removeHandler(handler)
+    lines = shown(c)
+    assert [json.loads(line) for line in lines[:2]] == [
+        {"event": "started", "spec": "testbed", "stage": "install"},
+        {
+            "event": "log",
+            "level": "WARNING",
+            "logger": "factory.vm.accel",
+            "message": "KVM present but did not boot: using TCG",
+        },
+    ]
+    assert lines[2:] == ["WARNING factory.vm.accel: after the build"]  # its own format again
+
+
 def test_json_lines_from_parallel_builds_never_interleave() -> None:
     c = console()
     with presenter_for(c, Mode.JSON, prefix_names=True) as present:
