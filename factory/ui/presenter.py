@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, RenderableType
 from rich.filesize import decimal
 from rich.live import Live
 from rich.spinner import Spinner
@@ -164,7 +164,6 @@ class LiveRows:
         self.lock = threading.Lock()
         self.rows: dict[tuple[str, str], _Row] = {}
         self.specs: list[str] = []  # first-seen order: with -j the rows stay grouped by spec
-        self.closed = False
 
     def __call__(self, event: Event) -> None:
         with self.lock:
@@ -201,7 +200,6 @@ class LiveRows:
                 if row.status == "running":
                     row.status, row.seconds = "stopped", now - row.started
                     row.detail = "did not finish"
-            self.closed = True
 
     def render(self) -> RenderableType:
         with self.lock:
@@ -215,7 +213,7 @@ class LiveRows:
             order = sorted(self.rows.items(), key=lambda kv: self.specs.index(kv[0][0]))
             for _, row in order:
                 table.add_row(*self._cells(row, now))
-            return Group(table)
+            return table
 
     def _cells(self, row: _Row, now: float) -> tuple[RenderableType, ...]:
         running = row.status == "running"
