@@ -25,6 +25,7 @@ class Pane:
         )
         # Keep the screen readable after the command exits (a failed build's last frame).
         self._tmux("set-option", "-t", "t", "remain-on-exit", "on")
+        self.socket = Path(self._tmux("display-message", "-p", "#{socket_path}").strip())
 
     def _tmux(self, *args: str) -> str:
         proc = subprocess.run(

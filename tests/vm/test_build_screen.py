@@ -1,6 +1,7 @@
 """`factory build specs/testbed.yaml` on a real 160-column terminal (tmux), its screen read back: the
 live display issue 11 found misleading (stale validate rows, a spinner after the end, a skip reason that
-was a guess). A full testbed build, then the same with --from verify into the same build directory."""
+was a guess). A full testbed build, then --from verify (fails: the key is gone once sealed) and --from
+export into the same build directory."""
 
 from __future__ import annotations
 
@@ -33,14 +34,15 @@ def testbed_spec_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def build_on_a_terminal(spec: Path, build_root: Path, *extra: str) -> list[str]:
-    """Every line the build drew on a 160x40 terminal (scrollback included), once it has exited 0."""
+def build_on_a_terminal(spec: Path, build_root: Path, *extra: str, status: int = 0) -> list[str]:
+    """Every line the build drew on a 160x40 terminal (scrollback included), once it has exited with
+    `status`."""
     argv = [sys.executable, "-m", "factory", "build", str(spec), "--build-dir", str(build_root), *extra]
     pane = Pane(argv, cwd=ROOT)
     try:
-        status = pane.wait_exit(timeout=1500)
+        exited = pane.wait_exit(timeout=1500)
         screen = pane.screen(history=True)
-        assert status == 0, "\n".join(screen)
+        assert exited == status, "\n".join(screen)
         time.sleep(1.5)
         assert pane.screen(history=True) == screen
     finally:
@@ -66,10 +68,20 @@ def test_build_then_from_verify_on_a_terminal(tmp_path: Path, testbed_spec_file:
     assert first["promote"]["mark"] == "-"
     assert first["promote"]["rest"].strip() == "skipped: not requested"
 
-    again = stage_rows(build_on_a_terminal(testbed_spec_file, build_root, "--from", "verify"))
-    assert list(again) == STAGES  # validate once, no stale row left from an earlier draw
-    assert again["validate"]["mark"] == "✓" and again["verify"]["mark"] == "✓"
+    # Sealing removed the build key, so verify cannot run again (the documented way is --from install):
+    # the failed row says so with its mark, nothing is left spinning, no row is drawn twice.
+    failed = build_on_a_terminal(testbed_spec_file, build_root, "--from", "verify", status=2)
+    again = stage_rows(failed)
+    assert list(again) == ["validate", "media", "install", "verify"]
     assert again["install"]["mark"] == "-"
     assert again["install"]["rest"].strip() == "skipped: done before for this image"
-    assert again["promote"]["rest"].strip() == "skipped: not requested"
-    assert [again[s]["mark"] for s in ("seal", "export")] == ["✓", "✓"]
+    assert again["verify"]["mark"] == "✗"
+    assert any("the build key is gone" in line for line in failed)
+
+    # --from export: every stage before it was done for this image, promote was not asked for.
+    last = stage_rows(build_on_a_terminal(testbed_spec_file, build_root, "--from", "export"))
+    assert list(last) == STAGES  # validate once, no stale row left from an earlier draw
+    assert [last[s]["mark"] for s in STAGES] == ["✓", "✓", "-", "-", "-", "✓", "-"]
+    for stage in ("install", "verify", "seal"):
+        assert last[stage]["rest"].strip() == "skipped: done before for this image", stage
+    assert last["promote"]["rest"].strip() == "skipped: not requested"
