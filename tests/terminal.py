@@ -71,3 +71,4 @@ class Pane:
         subprocess.run(
             ["tmux", "-L", self.server, "kill-server"], capture_output=True, timeout=30, check=False
         )
+        self.socket.unlink(missing_ok=True)  # tmux leaves it behind
