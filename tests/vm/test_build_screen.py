@@ -5,9 +5,13 @@ export into the same build directory."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +26,24 @@ STAGES = ["validate", "media", "install", "verify", "seal", "export", "promote"]
 pytestmark = pytest.mark.vm
 
 
-@pytest.fixture(scope="module")
-def testbed_spec_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def work() -> Iterator[Path]:
+    """Not pytest's tmp_path: other pytest sessions on a shared host prune those while a build runs."""
+    root = Path(tempfile.mkdtemp(prefix="fb-screen-", dir=os.environ.get("FACTORY_TEST_BUILDS", "/tmp")))
+    try:
+        yield root
+    finally:
+        if not os.environ.get("FACTORY_KEEP_TEST_BUILDS"):
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def testbed_spec_file(work: Path) -> Path:
     """specs/testbed.yaml with the wider timeouts the other VM tests use: this machine's TCG guests are
     slow when it is shared (the spec's 120 s for SSH is too tight there)."""
     spec = yaml.safe_load((ROOT / "specs" / "testbed.yaml").read_text())
     spec["kickstart"]["path"] = str(ROOT / "kickstarts" / "testbed.ks")
     spec["timeouts"].update(install=1200, ssh=600, verify=900)
-    path = tmp_path_factory.mktemp("spec") / "testbed.yaml"
+    path = work / "testbed.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
 
@@ -60,9 +74,10 @@ def stage_rows(screen: list[str]) -> dict[str, re.Match[str]]:
 
 
 @pytest.mark.timeout(3000)
-def test_build_then_from_verify_on_a_terminal(tmp_path: Path, testbed_spec_file: Path) -> None:
-    build_root = tmp_path / "build"
-    first = stage_rows(build_on_a_terminal(testbed_spec_file, build_root))
+def test_build_then_from_verify_on_a_terminal(work: Path) -> None:
+    spec = testbed_spec_file(work)
+    build_root = work / "build"
+    first = stage_rows(build_on_a_terminal(spec, build_root))
     assert list(first) == STAGES
     assert [first[s]["mark"] for s in STAGES[:-1]] == ["✓"] * 6
     assert first["promote"]["mark"] == "-"
@@ -70,7 +85,7 @@ def test_build_then_from_verify_on_a_terminal(tmp_path: Path, testbed_spec_file:
 
     # Sealing removed the build key, so verify cannot run again (the documented way is --from install):
     # the failed row says so with its mark, nothing is left spinning, no row is drawn twice.
-    failed = build_on_a_terminal(testbed_spec_file, build_root, "--from", "verify", status=2)
+    failed = build_on_a_terminal(spec, build_root, "--from", "verify", status=2)
     again = stage_rows(failed)
     assert list(again) == ["validate", "media", "install", "verify"]
     assert again["install"]["mark"] == "-"
@@ -79,7 +94,7 @@ def test_build_then_from_verify_on_a_terminal(tmp_path: Path, testbed_spec_file:
     assert any("the build key is gone" in line for line in failed)
 
     # --from export: every stage before it was done for this image, promote was not asked for.
-    last = stage_rows(build_on_a_terminal(testbed_spec_file, build_root, "--from", "export"))
+    last = stage_rows(build_on_a_terminal(spec, build_root, "--from", "export"))
     assert list(last) == STAGES  # validate once, no stale row left from an earlier draw
     assert [last[s]["mark"] for s in STAGES] == ["✓", "✓", "-", "-", "-", "✓", "-"]
     for stage in ("install", "verify", "seal"):
