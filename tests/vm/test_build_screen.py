@@ -37,7 +37,7 @@ def work() -> Iterator[Path]:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def testbed_spec_file(work: Path) -> Path:
+def spec_with_room(work: Path) -> Path:
     """specs/testbed.yaml with the wider timeouts the other VM tests use: this machine's TCG guests are
     slow when it is shared (the spec's 120 s for SSH is too tight there)."""
     spec = yaml.safe_load((ROOT / "specs" / "testbed.yaml").read_text())
@@ -59,6 +59,7 @@ def build_on_a_terminal(spec: Path, build_root: Path, *extra: str, status: int =
         assert exited == status, "\n".join(screen)
         time.sleep(1.5)
         assert pane.screen(history=True) == screen
+        return screen
     finally:
         pane.close()
 
@@ -75,7 +76,7 @@ def stage_rows(screen: list[str]) -> dict[str, re.Match[str]]:
 
 @pytest.mark.timeout(3000)
 def test_build_then_from_verify_on_a_terminal(work: Path) -> None:
-    spec = testbed_spec_file(work)
+    spec = spec_with_room(work)
     build_root = work / "build"
     first = stage_rows(build_on_a_terminal(spec, build_root))
     assert list(first) == STAGES
