@@ -74,7 +74,7 @@ class TargetContext:
     events: EventSink = _no_events
 
     def manifest_path(self, key: str) -> Path:
-        return self.build.path / "targets" / f"{key}.json"
+        return self.build.targets_dir / f"{key}.json"
 
     def emit(self, target: str, step: str, detail: str, done: int = 0, total: int = 0) -> None:
         self.events(TargetEvent(target, step, detail, done, total))

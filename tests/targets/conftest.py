@@ -120,6 +120,7 @@ def gated_build(
             "sealed_sha256": sha,
             "sealed_image": str(disk),
             "recheck_passed": True,
+            "removed": [],
         },
     )
     res = export.export(spec, disk, sha, build.path / "export", build_id=build.build_id)
