@@ -269,7 +269,12 @@ def _run_vm(
         direct = not serial and tftp is None  # -kernel/-initrd/-append: boot.mode kernel
         # serial-prompt boots the remastered copy (serial isolinux with a plain boot: prompt, serial GRUB);
         # pxe boots from QEMU's TFTP with no medium attached.
-        cdrom = None if tftp else media.remaster_for_serial(media_result.iso) if serial else media_result.iso
+        cdrom = None if tftp else media_result.boot_iso if serial else media_result.iso
+        if serial and cdrom is None:
+            raise MediaError(
+                f"{media_result.iso}: boot.mode serial-prompt needs the media stage's serial boot copy "
+                "(media.for_boot)"
+            )
         line = bootprompt.plan(cdrom, sockets, arg_list) if serial and cdrom is not None else None
         cfg = qemu.VmConfig(
             serial_socket=sockets / "console.sock",

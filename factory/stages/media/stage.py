@@ -18,4 +18,5 @@ class MediaStage(BaseStage):
     def run(self, ctx: Context) -> MediaResult:
         from factory.stages.media import media
 
-        return media.prepare(ctx.spec, progress=lambda done, total: ctx.progress("download", done, total))
+        prepared = media.prepare(ctx.spec, progress=lambda done, total: ctx.progress("download", done, total))
+        return media.for_boot(ctx.spec, prepared)
