@@ -1,4 +1,5 @@
-"""verify against a real testbed install under QEMU: the pass case and each bad input (no disk, no key, panic, no sshd...)."""
+"""verify against a real testbed install under QEMU: the pass case and each bad input (no disk, no key,
+panic, no sshd...)."""
 
 from __future__ import annotations
 
