@@ -16,8 +16,9 @@ from factory.core.record import BuildDir
 from factory.errors import EXIT_OK, InputError
 from factory.pipeline import run_stages
 from factory.spec import load_spec
-from factory.stages.base import Context, Options
+from factory.stages.base import Context, Options, recorded
 from factory.stages.export.export import ExportResult
+from factory.stages.seal.stage import SealStage
 
 
 def register(sub: Any) -> None:
@@ -40,9 +41,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"{args.spec}: spec {spec.name!r} does not match build {build.path} ({build.spec_name!r})"
         )
-    seal = build.stage("seal") or {}
-    result = seal.get("result") or {}
-    if seal.get("status") != "ok" or "sealed_image" not in result or "sealed_sha256" not in result:
+    if recorded(build, SealStage) is None:
+        seal = build.stage("seal") or {}
         raise InputError(f"{build.path}: no sealed image (seal stage: {seal.get('status', 'not run')})")
     ctx = Context(spec=spec, options=Options(export_dir=args.out), build_dir=build)
     run_stages(ctx, ["export"])

@@ -70,13 +70,7 @@ class Context:
                 raise InputError(
                     f"{self.build.path}: no {name} result (stage {name}: {st.get('status', 'not run')})"
                 )
-            loader = self.table.get(name, stage)
-            try:
-                self.results[name] = loader.load(st["result"])
-            except (TypeError, ValueError, KeyError) as exc:
-                raise InputError(
-                    f"{self.build.record_path}: the recorded {name} result is unreadable: {exc}"
-                ) from None
+            self.results[name] = _load(self.build, self.table.get(name, stage), st["result"])
         value: R = self.results[name]
         return value
 
@@ -135,3 +129,23 @@ class BaseStage:
     @classmethod
     def load(cls, data: Any) -> Any:
         return from_jsonable(cls.result_type, data)
+
+
+def recorded(build: BuildDir, stage: type[Stage[R]]) -> R | None:
+    """A stage's typed result as the build recorded it, when that stage is recorded ok; None otherwise.
+
+    For readers outside a run (the promotion gate); an ok entry that does not load is an input error."""
+    st = build.stage(stage.name) or {}
+    if st.get("status") != "ok" or st.get("result") is None:
+        return None
+    value: R = _load(build, stage, st["result"])
+    return value
+
+
+def _load(build: BuildDir, stage: Any, data: Any) -> Any:
+    try:
+        return stage.load(data)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InputError(
+            f"{build.record_path}: the recorded {stage.name} result is unreadable: {exc}"
+        ) from None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from factory.core.manifest import JsonManifest
-from factory.core.record import BuildDir, from_jsonable
+from factory.core.record import BuildDir
 from factory.spec import Spec
 from factory.stages.compliance import compliance
 
@@ -142,10 +142,11 @@ class Target(Protocol):
 
 def exported(build: BuildDir) -> tuple[Artifact, ...]:
     """The artifacts of the build's finished export stage (none unless it finished)."""
-    export = build.stage("export") or {}
-    if export.get("status") != "ok":
-        return ()
-    return tuple(from_jsonable(Artifact, a) for a in (export.get("result") or {}).get("artifacts", []))
+    from factory.stages.base import recorded
+    from factory.stages.export.stage import ExportStage
+
+    export = recorded(build, ExportStage)
+    return export.artifacts if export is not None else ()
 
 
 def gated_publish(target: Target, ctx: TargetContext, artifact: Artifact) -> Published:
