@@ -62,6 +62,7 @@ CORPUS = [
     ),
     ("post-no-erroronfail.ks", "RHEL7", [("post-no-erroronfail.ks", 7, "post-no-erroronfail")]),
     ("post-no-log.ks", "RHEL7", [("post-no-log.ks", 7, "post-no-log")]),
+    ("oscap-addon-unknown-key.ks", "RHEL7", [("oscap-addon-unknown-key.ks", 9, "oscap-addon")]),
     (
         "post-bare.ks",
         "RHEL7",
