@@ -212,7 +212,7 @@ class Runner:
     def _verify_seal_export(self, build: BuildDir, disk: Path) -> None:
         from factory.stages.export import export
         from factory.stages.seal import seal
-        from factory.stages.verify import verify
+        from factory.stages.verify import inventory, verify
 
         spec = self.spec
         if self._must_run(build, "verify"):
@@ -253,6 +253,7 @@ class Runner:
                     build_id=build.build_id,
                     labels=compliance.labels(spec, build),
                     iso=Path(media_result["iso"]) if media_result.get("iso") else None,
+                    inventory=inventory.recorded(build.path),
                 )
         else:
             self._skip("export")

@@ -18,6 +18,7 @@ from factory.errors import EXIT_OK, InputError
 from factory.spec import load_spec
 from factory.stages.compliance import compliance
 from factory.stages.export import export
+from factory.stages.verify import inventory
 
 
 def register(sub: Any) -> None:
@@ -58,10 +59,13 @@ def run(args: argparse.Namespace) -> int:
             build_id=build.build_id,
             labels=compliance.labels(spec, build),
             iso=Path(media["iso"]) if media.get("iso") else None,
+            inventory=inventory.recorded(build.path),
         )
         holder["result"] = exported
     console = Console(highlight=False, soft_wrap=True)
     for art in exported.artifacts:
         console.print(f"{art.format:<6} {art.path}  {art.size} bytes  sha256 {art.sha256}", markup=False)
+    if exported.sbom is not None:
+        console.print(f"sbom   {exported.sbom}", markup=False)
     console.print(f"manifest: {exported.manifest}", markup=False)
     return EXIT_OK

@@ -178,7 +178,7 @@ def split_debian_version(text: str) -> tuple[int | None, str, str | None]:
 
 
 def parse_copyright(lines: list[str]) -> dict[str, tuple[str, ...]]:
-    """"<path>\\tLicense: <name>" lines -> package -> distinct license names, in file order."""
+    """ "<path>\\tLicense: <name>" lines -> package -> distinct license names, in file order."""
     found: dict[str, dict[str, None]] = {}
     for line in lines:
         path, _, field = line.partition("\t")
@@ -263,6 +263,11 @@ def save(inventory: Inventory, build_path: Path) -> Path:
     path = build_path / INVENTORY
     atomic_write_text(path, json.dumps(inventory.to_json(), indent=1, sort_keys=True) + "\n")
     return path
+
+
+def recorded(build_path: Path) -> Inventory | None:
+    """The build's inventory if verify recorded one (a build verified before inventories were: None)."""
+    return load(build_path) if (build_path / INVENTORY).is_file() else None
 
 
 def load(build_path: Path) -> Inventory:

@@ -13,6 +13,7 @@ Debian's own library). Packages are matched by (name, arch); a name installed in
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from factory.core.record import BuildDir
 from factory.errors import FactoryError, InputError
 from factory.stages.verify import inventory
 from factory.stages.verify.inventory import Inventory, Package
+
+log = logging.getLogger(__name__)
 
 # Packages that hold a bootable kernel: a change in them is called out on its own.
 KERNEL_PACKAGES = {
@@ -240,6 +243,19 @@ def previous_verified(build_path: Path) -> BuildDir | None:
         if build.stage_ok("verify"):
             return build
     return None
+
+
+def against_previous(build: BuildDir) -> PackageDiff | None:
+    """The diff from the previous verified build of the spec to `build` (None: there is none). An earlier
+    build whose inventory cannot be read is logged and left out: it must not fail this build's verify."""
+    previous = previous_verified(build.path)
+    if previous is None:
+        return None
+    try:
+        return diff_builds(previous, build)
+    except InputError as exc:
+        log.warning("no package diff for %s: %s", build.path, exc.message)
+        return None
 
 
 def summary(diff: PackageDiff) -> str:

@@ -79,6 +79,7 @@ def component(inventory: Inventory, package: Package) -> Component:
 def bom(
     inventory: Inventory, *, name: str, version: str, image_sha256: str, timestamp: dt.datetime | None = None
 ) -> Bom:
+    distro = f"{inventory.distro_id} {inventory.distro_version}".strip()
     image = Component(
         type=ComponentType.OPERATING_SYSTEM,
         name=name,
@@ -86,7 +87,7 @@ def bom(
         bom_ref=f"image:{name}@{version}",
         hashes=[HashType(alg=HashAlgorithm.SHA_256, content=image_sha256)],
         properties=[
-            Property(name="factory:distro", value=f"{inventory.distro_id} {inventory.distro_version}".strip()),
+            Property(name="factory:distro", value=distro),
             Property(name="factory:kernel", value=inventory.kernel),
             Property(name="factory:package-format", value=inventory.format),
         ],

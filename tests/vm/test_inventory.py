@@ -1,0 +1,64 @@
+"""verify records the testbed's installed packages over its SSH connection, and diffs them (issue 15, item 3).
+
+One boot: the session's testbed install is verified once, next to an older build directory of the same spec
+whose recorded inventory is made up (so every kind of change shows).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fixtures_verify import fresh_copy, key_of, session_testbed
+
+from factory.core.record import BuildDir
+from factory.stages.verify import inventory, sbom
+from factory.stages.verify.verify import verify
+
+pytestmark = pytest.mark.vm
+
+
+def _previous_build(current: BuildDir) -> BuildDir:
+    """An older verified build of the same spec: an older bash and kernel, a package since removed."""
+    older = BuildDir.create(current.path.parent.parent, current.spec_name, "00000000T000000Z-0000")
+    packages = (
+        inventory.Package("bash", "amd64", None, "5.1", "2"),
+        inventory.Package("gone-tool", "amd64", None, "1.0", "1"),
+    )
+    inventory.save(inventory.Inventory("dpkg", "debian", "12", "5.10.0-0-cloud-amd64", packages), older.path)
+    older.record_stage("verify", "ok", result={"passed": True})
+    return older
+
+
+def test_verify_records_the_inventory_and_the_diff(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    build = fresh_copy(session_testbed(tmp_path_factory), tmp_path)
+    older = _previous_build(build.build)
+    result = verify(build.spec, build.disk, build.build, key=key_of(build.build))
+    assert result.passed, result.junit.with_name("pytest.log").read_text()
+    print(f"inventory: {result.packages} packages, {result.inventory_s:.2f} s; suite {result.suite_s:.0f} s")
+    assert result.inventory == build.build.path / inventory.INVENTORY
+    recorded = inventory.load(build.build.path)
+    assert recorded.format == "dpkg" and recorded.distro_id == "debian"
+    names = {p.name for p in recorded.packages}
+    assert {"openssh-server", "bash", "systemd"} <= names
+    assert any(n.startswith("linux-image-") for n in names)
+    assert result.packages == len(recorded.packages) > 50
+    assert recorded.kernel.endswith("-amd64"), recorded.kernel
+
+    diff = result.package_diff
+    assert diff is not None and diff.before == older.build_id
+    assert [c.name for c in diff.upgraded] == ["bash"] and not diff.downgraded
+    assert [e.name for e in diff.removed] == ["gone-tool"]
+    assert len(diff.added) == result.packages - 1
+    assert diff.kernel is not None and diff.kernel.after == recorded.kernel
+    assert any(p.startswith("linux-image-") for p in diff.kernel.packages)
+
+    text = sbom.document(
+        recorded, name=build.spec.name, version=build.build.build_id, image_sha256=result.image_sha256
+    )
+    doc = json.loads(text)
+    assert len(doc["components"]) == result.packages
+    assert doc["metadata"]["component"]["hashes"][0]["content"] == result.image_sha256
