@@ -60,8 +60,9 @@ fi
 """
 
 # dpkg's status letter (second of db:Status-Abbrev) for a package whose files are on disk: installed,
-# or installed with triggers pending/awaited. "c" (config-files) is a removed package.
-DPKG_INSTALLED = frozenset("iWt")
+# unpacked, half-configured, triggers awaited or pending. "c" (config-files only) is a removed package,
+# "n" one dpkg knows of but never installed.
+DPKG_INSTALLED = frozenset("iUFWt")
 
 _COPYRIGHT_PATH = re.compile(r"^/usr/share/doc/([^/]+)/copyright$")
 

@@ -18,6 +18,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from debian.debian_support import Version as DebianVersion
 
@@ -155,6 +156,26 @@ class PackageDiff:
     def changed(self) -> bool:
         return bool(self.added or self.removed or self.upgraded or self.downgraded or self.kernel)
 
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> PackageDiff:
+        """Back from the record (to_jsonable's form)."""
+        kernel = doc.get("kernel")
+        return cls(
+            format=str(doc["format"]),
+            before=str(doc["before"]),
+            after=str(doc["after"]),
+            added=tuple(Entry(**e) for e in doc["added"]),
+            removed=tuple(Entry(**e) for e in doc["removed"]),
+            upgraded=tuple(Change(**c) for c in doc["upgraded"]),
+            downgraded=tuple(Change(**c) for c in doc["downgraded"]),
+            unchanged=int(doc["unchanged"]),
+            kernel=None
+            if kernel is None
+            else KernelChange(kernel["before"], kernel["after"], tuple(kernel["packages"])),
+            packages=int(doc["packages"]),
+            notes=tuple(doc.get("notes", ())),
+        )
+
 
 def _by_key(packages: tuple[Package, ...]) -> dict[tuple[str, str], dict[str, Package]]:
     out: dict[tuple[str, str], dict[str, Package]] = defaultdict(dict)
@@ -255,6 +276,24 @@ def against_previous(build: BuildDir) -> PackageDiff | None:
         return diff_builds(previous, build)
     except InputError as exc:
         log.warning("no package diff for %s: %s", build.path, exc.message)
+        return None
+
+
+def recorded_line(build_path: Path) -> str | None:
+    """The build summary's line for a build: its package count and the diff verify recorded (None: the
+    build has no verify result with an inventory)."""
+    try:
+        result = (BuildDir.open(build_path).stage("verify") or {}).get("result") or {}
+    except FactoryError:
+        return None
+    if not result.get("packages"):
+        return None
+    doc = result.get("package_diff")
+    if doc is None:
+        return f"{result['packages']} packages; no earlier verified build of the spec to compare with"
+    try:
+        return summary(PackageDiff.from_json(doc))
+    except (KeyError, TypeError, ValueError):
         return None
 
 
