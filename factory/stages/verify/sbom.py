@@ -14,12 +14,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from cyclonedx.factory.license import LicenseFactory
+from cyclonedx.contrib.license.factories import LicenseFactory
 from cyclonedx.model import HashAlgorithm, HashType, Property
 from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.model.license import DisjunctiveLicense, LicenseExpression
-from cyclonedx.model.tool import Tool
+from cyclonedx.model.tool import ToolRepository
 from cyclonedx.output.json import JsonV1Dot6
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
@@ -95,7 +95,10 @@ def bom(
     metadata = BomMetaData(
         component=image,
         timestamp=timestamp or dt.datetime.now(dt.UTC),
-        tools=[Tool(vendor="image-factory", name="factory", version=__version__)],
+        # CycloneDX >= 1.5 names the tool that made the BOM as a component.
+        tools=ToolRepository(
+            components=[Component(type=ComponentType.APPLICATION, name="image-factory", version=__version__)]
+        ),
     )
     doc = Bom(metadata=metadata)
     for package in inventory.packages:
