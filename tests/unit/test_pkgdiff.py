@@ -257,3 +257,18 @@ def test_diff_builds_of_two_specs_carries_a_note(tmp_path: Path) -> None:
     assert dataclasses.replace(diff, notes=()) == pkgdiff.diff_inventories(
         inventory.load(a.path), inventory.load(b.path), before_label=a.build_id, after_label=b.build_id
     )
+
+
+def test_build_summary_prints_the_recorded_line(tmp_path: Path) -> None:
+    from factory.commands.build import package_lines
+    from factory.pipeline import Outcome
+
+    _build(tmp_path, "c7", "20260101T000000Z-0001", _inv("rpm", "k", _rpm("1-1", "a")))
+    current = _build(tmp_path, "c7", "20260104T000000Z-0001", _inv("rpm", "k", _rpm("1-2", "a")))
+    current.record_stage(
+        "verify", "ok", result={"packages": 1, "package_diff": pkgdiff.against_previous(current)}
+    )
+    outcomes = [Outcome(spec="c7", build_dir=current.path), Outcome(spec="never-built")]
+    assert package_lines(outcomes) == [
+        "packages: c7: 1 packages; since 20260101T000000Z-0001: 1 upgraded, 0 downgraded, 0 added, 0 removed"
+    ]
