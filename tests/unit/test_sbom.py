@@ -31,6 +31,7 @@ def _doc(name: str) -> tuple[inventory.Inventory, dict[str, Any], str]:
 def test_sbom_validates_against_the_cyclonedx_schema(fixture: str) -> None:
     inv, doc, text = _doc(fixture)
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    assert sbom.validate(text) is None
     assert doc["bomFormat"] == "CycloneDX" and doc["specVersion"] == "1.6"
     assert len(doc["components"]) == len(inv.packages)
     # The image depends on every package: the dependency graph is complete.
@@ -134,3 +135,10 @@ def test_export_writes_the_sbom_and_lists_it_in_the_manifest(tmp_path: Path) -> 
     # Without an inventory (a build verified before inventories were recorded) there is no SBOM.
     again = export.export(spec, disk, sealed_sha, tmp_path / "plain", build_id="b1")
     assert again.sbom is None and "sbom" not in json.loads(again.manifest.read_text())
+
+
+def test_validate_reports_a_broken_document() -> None:
+    _, doc, _ = _doc("rpm-centos72.txt")
+    doc["components"][0]["purl"] = 42
+    doc["unknownField"] = True
+    assert sbom.validate(json.dumps(doc)) is not None

@@ -61,6 +61,7 @@ def test_verify_records_the_inventory_and_the_diff(
     text = sbom.document(
         recorded, name=build.spec.name, version=build.build.build_id, image_sha256=result.image_sha256
     )
+    assert sbom.validate(text) is None
     doc = json.loads(text)
     assert len(doc["components"]) == result.packages
     assert doc["metadata"]["component"]["hashes"][0]["content"] == result.image_sha256
