@@ -19,6 +19,7 @@ from cyclonedx.contrib.license.factories import LicenseFactory
 from cyclonedx.model import HashAlgorithm, HashType, Property
 from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.model.dependency import Dependency
 from cyclonedx.model.license import DisjunctiveLicense, LicenseExpression
 from cyclonedx.model.tool import ToolRepository
 from cyclonedx.output.json import JsonV1Dot6
@@ -100,11 +101,13 @@ def bom(
             components=[Component(type=ComponentType.APPLICATION, name="image-factory", version=__version__)]
         ),
     )
-    doc = Bom(metadata=metadata)
-    for package in inventory.packages:
-        c = component(inventory, package)
-        doc.components.add(c)
-        doc.register_dependency(image, [c])
+    components = [component(inventory, package) for package in inventory.packages]
+    doc = Bom(metadata=metadata, components=components)
+    # The image contains every package: one edge list, added at once (Bom.register_dependency searches the
+    # graph linearly per call; the serialiser still adds an entry per package itself, as 1.6 asks).
+    doc.dependencies.add(
+        Dependency(ref=image.bom_ref, dependencies=[Dependency(ref=c.bom_ref) for c in components])
+    )
     return doc
 
 
