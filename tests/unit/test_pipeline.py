@@ -109,6 +109,7 @@ class _Fakes:
         build_id: str,
         iso: Path | None,
         labels: dict[str, str],
+        inventory: Any = None,
     ) -> dict[str, Any]:
         self.calls.append("export")
         return {"artifacts": []}
