@@ -188,12 +188,12 @@ def test_render_lists_each_change() -> None:
 
 
 def test_json_round_trip() -> None:
-    from factory.core.record import to_jsonable
+    from factory.core.record import from_jsonable, to_jsonable
 
     before = _inv("rpm", "k1", _rpm("1-1", "kernel"), _rpm("1-1", "gone"))
     after = _inv("rpm", "k2", _rpm("2-1", "kernel"))
     diff = pkgdiff.diff_inventories(before, after)
-    assert pkgdiff.PackageDiff.from_json(to_jsonable(diff)) == diff
+    assert from_jsonable(pkgdiff.PackageDiff, to_jsonable(diff)) == diff
 
 
 # ---------------------------------------------------------------- builds on disk
@@ -272,3 +272,27 @@ def test_build_summary_prints_the_recorded_line(tmp_path: Path) -> None:
     assert package_lines(outcomes) == [
         "packages: c7: 1 packages; since 20260101T000000Z-0001: 1 upgraded, 0 downgraded, 0 added, 0 removed"
     ]
+
+
+def test_the_verify_result_with_its_diff_round_trips_through_the_record() -> None:
+    from factory.core.record import from_jsonable, to_jsonable
+    from factory.stages.verify.verify import Summary, VerifyResult
+
+    diff = pkgdiff.diff_inventories(
+        _inv("rpm", "k1", _rpm("1-1", "kernel"), _rpm("1-1", "gone")),
+        _inv("rpm", "k2", _rpm("2-1", "kernel")),
+    )
+    result = VerifyResult(
+        passed=True,
+        image_sha256="0" * 64,
+        junit=Path("/b/verify/junit.xml"),
+        summary=Summary(1, 0, 0, 0),
+        ssh_ready_s=1.0,
+        suite_s=2.0,
+        transcript=Path("/b/verify/console.log"),
+        inventory=Path("/b/verify/inventory.json"),
+        packages=1,
+        inventory_s=0.5,
+        package_diff=diff,
+    )
+    assert from_jsonable(VerifyResult, to_jsonable(result)) == result

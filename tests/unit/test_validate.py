@@ -369,7 +369,7 @@ def test_ssh_service_name_comes_from_the_spec(tmp_path: Path) -> None:
     assert "add `services --enabled=ssh`" in report.findings[0].message
 
 
-# ------------------------------------------------------------------ %include written by %pre (issue 14)
+# ------------------------------------------------------------------ %include written by %pre
 PRE_INCLUDE_KS = """text
 network --bootproto=dhcp --device=eth0 --onboot=yes
 rootpw --lock

@@ -18,11 +18,10 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from debian.debian_support import Version as DebianVersion
 
-from factory.core.record import BuildDir
+from factory.core.record import BuildDir, from_jsonable
 from factory.errors import FactoryError, InputError
 from factory.stages.verify import inventory
 from factory.stages.verify.inventory import Inventory, Package
@@ -156,26 +155,6 @@ class PackageDiff:
     def changed(self) -> bool:
         return bool(self.added or self.removed or self.upgraded or self.downgraded or self.kernel)
 
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> PackageDiff:
-        """Back from the record (to_jsonable's form)."""
-        kernel = doc.get("kernel")
-        return cls(
-            format=str(doc["format"]),
-            before=str(doc["before"]),
-            after=str(doc["after"]),
-            added=tuple(Entry(**e) for e in doc["added"]),
-            removed=tuple(Entry(**e) for e in doc["removed"]),
-            upgraded=tuple(Change(**c) for c in doc["upgraded"]),
-            downgraded=tuple(Change(**c) for c in doc["downgraded"]),
-            unchanged=int(doc["unchanged"]),
-            kernel=None
-            if kernel is None
-            else KernelChange(kernel["before"], kernel["after"], tuple(kernel["packages"])),
-            packages=int(doc["packages"]),
-            notes=tuple(doc.get("notes", ())),
-        )
-
 
 def _by_key(packages: tuple[Package, ...]) -> dict[tuple[str, str], dict[str, Package]]:
     out: dict[tuple[str, str], dict[str, Package]] = defaultdict(dict)
@@ -292,7 +271,7 @@ def recorded_line(build_path: Path) -> str | None:
     if doc is None:
         return f"{result['packages']} packages; no earlier verified build of the spec to compare with"
     try:
-        return summary(PackageDiff.from_json(doc))
+        return summary(from_jsonable(PackageDiff, doc))
     except (KeyError, TypeError, ValueError):
         return None
 

@@ -143,7 +143,7 @@ def verify(
         raise VerifyError(
             f"{suite_dir()}: the acceptance suite is missing (run the factory from its source tree)"
         )
-    out = build.path / "verify"
+    out = build.verify_dir
     out.mkdir(parents=True, exist_ok=True)
     transcript, bios_log, junit = out / "console.log", out / "bios.log", out / "junit.xml"
     for stale in (transcript, bios_log, junit, build.path / inventory.INVENTORY):
