@@ -46,9 +46,12 @@ def main(argv: list[str]) -> int:
     _timed("diff against itself", started)
     for path in argv:
         result = (BuildDir.open(Path(path)).stage("verify") or {}).get("result") or {}
+        if "inventory_s" not in result:
+            print(f"{path}: no verify result with an inventory in its record")
+            continue
         print(
-            f"{path}: inventory query in the verify boot {result.get('inventory_s', '?')} s "
-            f"for {result.get('packages', '?')} packages (suite {result.get('suite_s', '?')} s)"
+            f"{path}: inventory query in the verify boot {result['inventory_s']} s "
+            f"for {result.get('packages')} packages (suite {result.get('suite_s', '?')} s)"
         )
     return 0
 
