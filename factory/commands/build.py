@@ -157,6 +157,18 @@ def compliance_lines(outcomes: list[Outcome]) -> list[str]:
     return [f"compliance: {o.spec}: {o.compliance}" for o in outcomes if o.compliance]
 
 
+def package_lines(outcomes: list[Outcome]) -> list[str]:
+    """One line per verified spec: its package count and what changed since its previous verified build."""
+    from factory.stages.verify import pkgdiff
+
+    lines = []
+    for o in outcomes:
+        line = pkgdiff.recorded_line(o.build_dir) if o.build_dir is not None else None
+        if line is not None:
+            lines.append(f"packages: {o.spec}: {line}")
+    return lines
+
+
 def ami_table(outcomes: list[Outcome]) -> Table | None:
     rows = [
         (o.spec, account, region, ami)
@@ -250,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([jsonable_outcome(o) for o in outcomes], indent=2))
     else:
         console.print(summary_table(outcomes))
-        for line in compliance_lines(outcomes):
+        for line in (*compliance_lines(outcomes), *package_lines(outcomes)):
             console.print(line, markup=False, highlight=False)
         amis = ami_table(outcomes)
         if amis is not None:

@@ -50,5 +50,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(highlight=False, soft_wrap=True)
     for art in exported.artifacts:
         console.print(f"{art.format:<6} {art.path}  {art.size} bytes  sha256 {art.sha256}", markup=False)
+    if exported.sbom is not None:
+        console.print(f"sbom   {exported.sbom}", markup=False)
     console.print(f"manifest: {exported.manifest}", markup=False)
     return EXIT_OK

@@ -29,6 +29,7 @@ class ExportStage(BaseStage):
     def run(self, ctx: Context) -> ExportResult:
         from factory.stages.compliance import compliance
         from factory.stages.export import export
+        from factory.stages.verify import inventory
 
         sealed = ctx.result(SealStage)
         image = (
@@ -46,4 +47,6 @@ class ExportStage(BaseStage):
             build_id=ctx.build.build_id,
             labels=compliance.labels(ctx.spec, ctx.build),
             iso=iso,
+            # The packages verify recorded, written as the SBOM (none for a build verified before that).
+            inventory=inventory.recorded(ctx.build.path),
         )
