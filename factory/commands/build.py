@@ -15,13 +15,9 @@ from rich.table import Table
 
 from factory import ui
 from factory.core import paths
-from factory.core.events import Sink, Skip, StageFinished, StageProgress, StageStarted
-from factory.core.record import to_jsonable
 from factory.errors import SpecError, ToolError, UsageError
-from factory.pipeline import BUILD_STAGES, Options, Outcome, run_build
+from factory.pipeline import BUILD_STAGES, Options, Outcome, jsonable_outcome, run_build
 from factory.spec import Spec, find_specs, load_spec
-
-# Host programs every build needs; the testbed needs its own builders too.
 
 
 def register(sub: Any) -> None:
@@ -77,39 +73,6 @@ def host_parallelism(specs: list[Spec], requested: int) -> int:
     return max(1, min(requested, len(specs), max(1, cores // widest), max(1, (mem_mib - 1024) // biggest)))
 
 
-class OldCallbacks:
-    """TEMPORARY (issue 11, until the pipeline emits factory.core.events itself; the lead removes it on
-    merge): turns the pipeline's two callbacks into Events for the presenter.
-
-    The old "skipped" carries no reason; today's pipeline skips for exactly two: a stage the options leave
-    out (promote without --promote; everything after install with --no-verify) or one recorded ok for
-    this build's inputs.
-    """
-
-    def __init__(self, present: Sink, options: Options) -> None:
-        self.present = present
-        self.options = options
-
-    def __call__(self, spec: str, stage: str, event: str, seconds: float) -> None:
-        if event == "start":
-            self.present(StageStarted(spec, stage))
-        elif event == "skipped":
-            self.present(StageFinished(spec, stage, "skipped", seconds, skip=self.reason(stage)))
-        else:
-            self.present(StageFinished(spec, stage, event, seconds))
-
-    def reason(self, stage: str) -> Skip:
-        left_out = (stage == "promote" and not self.options.promote) or (
-            not self.options.verify and stage not in ("validate", "media", "install")
-        )
-        return Skip.NOT_REQUESTED if left_out else Skip.DONE_BEFORE
-
-    def on_progress(
-        self, spec: str, stage: str, done: float | None, total: float | None, detail: str
-    ) -> None:
-        self.present(StageProgress(spec, stage, detail, done, total))
-
-
 def summary_table(outcomes: list[Outcome]) -> Table:
     table = Table(title="factory build")
     for col in ("spec", "stages (seconds)", "image sha256", "result"):
@@ -128,6 +91,18 @@ def summary_table(outcomes: list[Outcome]) -> Table:
 def compliance_lines(outcomes: list[Outcome]) -> list[str]:
     """One line per scanned spec: profile, passed / failed / waived (failed counts unwaived rules only)."""
     return [f"compliance: {o.spec}: {o.compliance}" for o in outcomes if o.compliance]
+
+
+def package_lines(outcomes: list[Outcome]) -> list[str]:
+    """One line per verified spec: its package count and what changed since its previous verified build."""
+    from factory.stages.verify import pkgdiff
+
+    lines = []
+    for o in outcomes:
+        line = pkgdiff.recorded_line(o.build_dir) if o.build_dir is not None else None
+        if line is not None:
+            lines.append(f"packages: {o.spec}: {line}")
+    return lines
 
 
 def ami_table(outcomes: list[Outcome]) -> Table | None:
@@ -163,20 +138,6 @@ def target_tables(outcomes: list[Outcome]) -> list[Table]:
                 table.add_row(o.spec, image.location, image.name, image.id, image.state)
         tables.append(table)
     return tables
-
-
-def outcome_json(o: Outcome) -> dict[str, Any]:
-    return {
-        "spec": o.spec,
-        "build_dir": str(o.build_dir) if o.build_dir else None,
-        "stages": o.stages,
-        "image_sha256": o.image_sha256,
-        "amis": o.amis,
-        "targets": to_jsonable(o.published),
-        "compliance": o.compliance,
-        "error": o.error,
-        "exit_code": o.exit_code,
-    }
 
 
 def preflight(specs: list[Spec], *, install: bool) -> None:
@@ -227,20 +188,17 @@ def run(args: argparse.Namespace) -> int:
         console.width = max(console.width, 160)  # CI logs: no 80-column tables
     mode = ui.mode_for(console, json_lines=args.json)
     with ui.presenter_for(console, mode, prefix_names=len(specs) > 1) as present:
-        reporter = OldCallbacks(present, options)
         if jobs == 1:
-            outcomes = [run_build(s, options, reporter, reporter.on_progress) for s in specs]
+            outcomes = [run_build(s, options, present) for s in specs]
         else:
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                outcomes = list(
-                    pool.map(lambda s: run_build(s, options, reporter, reporter.on_progress), specs)
-                )
+                outcomes = list(pool.map(lambda s: run_build(s, options, present), specs))
     errors = [o.exception for o in outcomes if o.exception is not None]
     if args.json:
-        print(json.dumps([outcome_json(o) for o in outcomes], indent=2))
+        print(json.dumps([jsonable_outcome(o) for o in outcomes], indent=2))
     else:
         console.print(summary_table(outcomes))
-        for line in compliance_lines(outcomes):
+        for line in (*compliance_lines(outcomes), *package_lines(outcomes)):
             console.print(line, markup=False, highlight=False)
         amis = ami_table(outcomes)
         if amis is not None:

@@ -21,7 +21,7 @@ from tests.terminal import SPINNER, Pane
 
 ROOT = Path(__file__).resolve().parents[2]
 ROW = re.compile(r"^(?P<mark>\S) (?P<label>[a-z]+)(?: +(?P<clock>\d+:\d\d))?(?P<rest>.*)$")
-STAGES = ["validate", "media", "install", "verify", "seal", "export", "promote"]
+STAGES = ["validate", "media", "install", "verify", "seal", "compliance", "export", "promote"]
 
 pytestmark = pytest.mark.vm
 
@@ -79,27 +79,26 @@ def test_build_then_from_verify_on_a_terminal(work: Path) -> None:
     spec = spec_with_room(work)
     build_root = work / "build"
     first = stage_rows(build_on_a_terminal(spec, build_root))
-    assert list(first) == STAGES
-    assert [first[s]["mark"] for s in STAGES[:-1]] == ["✓"] * 6
-    assert first["promote"]["mark"] == "-"
+    assert list(first) == STAGES  # validate once, no stale row left from an earlier draw
+    assert [first[s]["mark"] for s in STAGES] == ["✓", "✓", "✓", "✓", "✓", "-", "✓", "-"]
+    assert first["compliance"]["rest"].strip() == "skipped: not needed"  # the spec has no compliance
     assert first["promote"]["rest"].strip() == "skipped: not requested"
 
     # Sealing removed the build key, so verify cannot run again (the documented way is --from install):
-    # the failed row says so with its mark, nothing is left spinning, no row is drawn twice.
-    failed = build_on_a_terminal(spec, build_root, "--from", "verify", status=2)
+    # its row fails (exit 6), nothing is left spinning, no row is drawn twice.
+    failed = build_on_a_terminal(spec, build_root, "--from", "verify", status=6)
     again = stage_rows(failed)
-    assert list(again)[:3] == ["validate", "media", "install"]
+    assert list(again) == ["validate", "media", "install", "verify"]
     assert again["install"]["mark"] == "-"
     assert again["install"]["rest"].strip() == "skipped: done before for this image"
-    # Today's pipeline raises before verify's row starts; a stage that runs and fails shows ✗.
-    assert list(again)[3:] in ([], ["verify"])
-    assert "verify" not in again or again["verify"]["mark"] == "✗"
+    assert again["verify"]["mark"] == "✗"
     assert any("the build key is gone" in line for line in failed)
 
     # --from export: every stage before it was done for this image, promote was not asked for.
     last = stage_rows(build_on_a_terminal(spec, build_root, "--from", "export"))
-    assert list(last) == STAGES  # validate once, no stale row left from an earlier draw
-    assert [last[s]["mark"] for s in STAGES] == ["✓", "✓", "-", "-", "-", "✓", "-"]
+    assert list(last) == STAGES
+    assert [last[s]["mark"] for s in STAGES] == ["✓", "✓", "-", "-", "-", "-", "✓", "-"]
     for stage in ("install", "verify", "seal"):
         assert last[stage]["rest"].strip() == "skipped: done before for this image", stage
+    assert last["compliance"]["rest"].strip() == "skipped: not needed"
     assert last["promote"]["rest"].strip() == "skipped: not requested"
