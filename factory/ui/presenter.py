@@ -241,7 +241,7 @@ def _mark(status: str) -> Text:
 
 
 class PlainLines:
-    """A CI log: a line per start, finish, skip and step; bars (bytes, packages) are not logged."""
+    """A CI log: a line per start, finish, skip and step; a counted step only at its start and end."""
 
     def __init__(self, console: Console, prefix_names: bool) -> None:
         self.console = console
@@ -260,12 +260,19 @@ class PlainLines:
         if isinstance(event, StageStarted):
             return f"{name}: started"
         if isinstance(event, StageProgress):
+            text = event.detail
+            if event.done is not None:
+                # A counted step (bytes, packages) logs its start and its end, not every count between.
+                ends = event.done == 0 or (event.total is not None and event.done >= event.total)
+                if not ends:
+                    return None
+                text = f"{event.detail} ({amount(event.done, event.total)})"
             key = (event.spec, event.stage)
             with self.lock:
-                if event.done is not None or event.detail == self.last_detail.get(key):
+                if text == self.last_detail.get(key):
                     return None
-                self.last_detail[key] = event.detail
-            return f"{name}: {event.detail}"
+                self.last_detail[key] = text
+            return f"{name}: {text}"
         if event.status == "skipped":
             return f"{name}: {skip_text(event.skip)}"
         if event.status == "failed":

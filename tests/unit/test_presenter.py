@@ -26,6 +26,7 @@ BUILD: list[Event] = [
     StageProgress("testbed", "verify", "booting the image"),
     StageProgress("testbed", "verify", "running checks"),
     StageProgress("testbed", "verify", "installing openssh-server", 3, 128),
+    StageProgress("testbed", "verify", "installing zlib", 128, 128),
     StageFinished("testbed", "verify", "failed", 12.34, error="3 of 20 checks failed"),
     StageFinished("testbed", "compliance", "skipped", 0.0, skip=Skip.NOT_NEEDED),
     StageFinished("testbed", "promote", "skipped", 0.0, skip=Skip.NOT_REQUESTED),
@@ -42,7 +43,7 @@ def shown(c: Console) -> list[str]:
     return out.getvalue().splitlines()
 
 
-def test_plain_mode_logs_a_line_per_start_finish_skip_and_step() -> None:
+def test_plain_mode_logs_a_line_per_start_finish_skip_step_and_count_end() -> None:
     c = console()
     with presenter_for(c, Mode.PLAIN, prefix_names=False) as present:
         for event in BUILD:
@@ -51,11 +52,14 @@ def test_plain_mode_logs_a_line_per_start_finish_skip_and_step() -> None:
         "validate: started",
         "validate: ok (0.4 s)",
         "media: started",
+        "media: download testbed.iso (0 bytes/4.0 MB)",
+        "media: download testbed.iso (4.0 MB/4.0 MB)",
         "media: ok (1.0 s)",
         "install: skipped: done before for this image",
         "verify: started",
         "verify: booting the image",  # once, though reported twice
         "verify: running checks",
+        "verify: installing zlib (128/128)",  # the end of the count; none of the counts before
         "verify: failed (12.3 s): 3 of 20 checks failed",
         "compliance: skipped: not needed",
         "promote: skipped: not requested",
@@ -108,7 +112,7 @@ def test_json_mode_writes_one_object_per_event() -> None:
         "skip": "done before for this image",
         "error": None,
     }
-    assert lines[12]["status"] == "failed" and lines[12]["error"] == "3 of 20 checks failed"
+    assert lines[13]["status"] == "failed" and lines[13]["error"] == "3 of 20 checks failed"
     assert [line["skip"] for line in lines if line["event"] == "finished"] == [
         None,
         None,
