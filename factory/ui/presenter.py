@@ -209,7 +209,9 @@ class LiveRows:
             table.add_column(no_wrap=True)
             table.add_column(justify="right", no_wrap=True)
             table.add_column(no_wrap=True)
-            table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+            # The only column rich may narrow when a row is too wide (a long error): its text is cut with
+            # "…" (Text no_wrap), so every row stays one line and the mark, label and clock stay whole.
+            table.add_column()
             order = sorted(self.rows.items(), key=lambda kv: self.specs.index(kv[0][0]))
             for _, row in order:
                 table.add_row(*self._cells(row, now))
@@ -223,7 +225,8 @@ class LiveRows:
         if row.done is not None:
             bar = _bar(row.done, row.total)
         style = {"failed": "red", "skipped": "dim", "stopped": "yellow"}.get(row.status, "dim")
-        return mark, Text(row.label), Text(elapsed), bar, Text(row.detail, style=style)
+        detail = Text(row.detail, style=style, no_wrap=True, overflow="ellipsis")
+        return mark, Text(row.label), Text(elapsed), bar, detail
 
 
 def _bar(done: float, total: float | None) -> Text:

@@ -227,3 +227,20 @@ def test_live_a_skip_without_a_start_gets_its_row_and_reason() -> None:
         [StageFinished("alpha", "promote", "skipped", 0.0, skip=Skip.NOT_REQUESTED)], prefix_names=True
     )
     assert screen == ["- alpha: promote   skipped: not requested"]
+
+
+def test_live_a_long_error_is_cut_not_the_row() -> None:
+    error = (
+        "kickstart validation found 7 problem(s); first: bad.ks: [cleartext-rootpw] no rootpw: " + "x" * 200
+    )
+    screen = live_screen(
+        [
+            StageStarted("testbed", "validate"),
+            StageFinished("testbed", "validate", "failed", 0.2, error=error),
+            StageFinished("testbed", "promote", "skipped", 0.0, skip=Skip.NOT_REQUESTED),
+        ]
+    )
+    assert len(screen) == 2
+    assert screen[0].startswith("✗ validate 0:00  kickstart validation found 7 problem(s)")
+    assert screen[0].endswith("…") and len(screen[0]) == 160
+    assert screen[1] == "- promote        skipped: not requested"
