@@ -88,7 +88,7 @@ def test_build_then_from_verify_on_a_terminal(work: Path) -> None:
     # its row fails (exit 6), nothing is left spinning, no row is drawn twice.
     failed = build_on_a_terminal(spec, build_root, "--from", "verify", status=6)
     again = stage_rows(failed)
-    assert list(again) == ["validate", "media", "install", "verify"]
+    assert list(again) == ["validate", "media", "install", "verify"], "\n".join(failed)
     assert again["install"]["mark"] == "-"
     assert again["install"]["rest"].strip() == "skipped: done before for this image"
     assert again["verify"]["mark"] == "✗"
