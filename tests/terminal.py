@@ -56,7 +56,11 @@ class Pane:
             if time.monotonic() > deadline:
                 raise AssertionError(f"still running after {timeout:.0f} s:\n" + "\n".join(self.screen()))
             time.sleep(1.0)
-        return int(self._tmux("display-message", "-p", "-t", "t", "#{pane_dead_status}").strip())
+        status = self._tmux("display-message", "-p", "-t", "t", "#{pane_dead_status}").strip()
+        if not status:  # ended by a signal, not an exit
+            signal = self._tmux("display-message", "-p", "-t", "t", "#{pane_dead_signal}").strip()
+            raise AssertionError(f"killed by signal {signal}:\n" + "\n".join(self.screen(history=True)))
+        return int(status)
 
     def wait_for(self, text: str, timeout: float) -> list[str]:
         deadline = time.monotonic() + timeout
