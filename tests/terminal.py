@@ -56,11 +56,16 @@ class Pane:
             if time.monotonic() > deadline:
                 raise AssertionError(f"still running after {timeout:.0f} s:\n" + "\n".join(self.screen()))
             time.sleep(1.0)
-        status = self._tmux("display-message", "-p", "-t", "t", "#{pane_dead_status}").strip()
-        if not status:  # ended by a signal, not an exit
+        # tmux can mark the pane dead a moment before it has the exit status.
+        for _ in range(50):
+            status = self._tmux("display-message", "-p", "-t", "t", "#{pane_dead_status}").strip()
             signal = self._tmux("display-message", "-p", "-t", "t", "#{pane_dead_signal}").strip()
-            raise AssertionError(f"killed by signal {signal}:\n" + "\n".join(self.screen(history=True)))
-        return int(status)
+            if status:
+                return int(status)
+            if signal:
+                raise AssertionError(f"killed by signal {signal}:\n" + "\n".join(self.screen(history=True)))
+            time.sleep(0.1)
+        raise AssertionError("tmux gave no exit status:\n" + "\n".join(self.screen(history=True)))
 
     def wait_for(self, text: str, timeout: float) -> list[str]:
         deadline = time.monotonic() + timeout
