@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -19,7 +21,11 @@ class Pane:
     def __init__(self, argv: Sequence[str], *, cwd: Path, width: int = 160, height: int = 40) -> None:
         self.server = f"factory-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # COLUMNS/LINES from the test's own environment would override the pane's real size.
-        command = "env -u COLUMNS -u LINES " + shlex.join(argv)
+        # The exit status goes to a file: tmux's own can lag behind the pane's death.
+        self.status_file = Path(tempfile.mkdtemp(prefix="pane-")) / "status"
+        command = (
+            f"env -u COLUMNS -u LINES {shlex.join(argv)}; echo $? > {shlex.quote(str(self.status_file))}"
+        )
         self._tmux(
             "new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), "-c", str(cwd), command
         )
@@ -52,20 +58,12 @@ class Pane:
     def wait_exit(self, timeout: float) -> int:
         """The command's exit status, once it has ended (the pane stays, its last screen readable)."""
         deadline = time.monotonic() + timeout
-        while not self.dead():
+        while not self.status_file.is_file() or not self.status_file.read_text().strip():
             if time.monotonic() > deadline:
                 raise AssertionError(f"still running after {timeout:.0f} s:\n" + "\n".join(self.screen()))
             time.sleep(1.0)
-        # tmux can mark the pane dead a moment before it has the exit status.
-        for _ in range(50):
-            status = self._tmux("display-message", "-p", "-t", "t", "#{pane_dead_status}").strip()
-            signal = self._tmux("display-message", "-p", "-t", "t", "#{pane_dead_signal}").strip()
-            if status:
-                return int(status)
-            if signal:
-                raise AssertionError(f"killed by signal {signal}:\n" + "\n".join(self.screen(history=True)))
-            time.sleep(0.1)
-        raise AssertionError("tmux gave no exit status:\n" + "\n".join(self.screen(history=True)))
+        time.sleep(0.5)  # the last frame is drawn before the exit: let tmux take it in
+        return int(self.status_file.read_text())
 
     def wait_for(self, text: str, timeout: float) -> list[str]:
         deadline = time.monotonic() + timeout
@@ -81,3 +79,4 @@ class Pane:
             ["tmux", "-L", self.server, "kill-server"], capture_output=True, timeout=30, check=False
         )
         self.socket.unlink(missing_ok=True)  # tmux leaves it behind
+        shutil.rmtree(self.status_file.parent, ignore_errors=True)
