@@ -19,8 +19,17 @@ import pytest
 from pydantic import ValidationError
 
 from factory.errors import EXIT_AWS
-from factory.spec import LaunchTest
-from factory.targets.aws.launch_test import TAG, LaunchTestError, SshTarget, SuiteOutcome
+from factory.spec import LaunchTest, Spec
+from factory.targets.aws.launch_test import (
+    TAG,
+    LaunchTestError,
+    SshTarget,
+    SuiteOutcome,
+    runner_cidr,
+    ssh_config_text,
+    ssh_suite,
+    suite_command,
+)
 from factory.targets.aws.promote import PromoteResult, promote
 from factory.targets.aws.session import AwsSettings, open_account
 from tests.aws.conftest import FAST, SOURCE, Recorder, make_build, make_keys, make_spec
@@ -380,3 +389,58 @@ def test_launch_test_account_must_be_a_target(tmp_path: Path, aws_files: AwsSett
         ValidationError, match=r"launch_test.account 'images-build' is not one of the targets"
     ):
         spec_with(tmp_path, aws_files, account=SOURCE)  # the source account is not a target here
+
+
+# -- the SSH step and the runner's address, without an instance ----------------------------------------
+
+
+def testbed_spec(tmp_path: Path, **fields: Any) -> Spec:
+    ks = tmp_path / "t.ks"
+    ks.write_text("text\n")
+    return Spec.model_validate(
+        {
+            "name": "testimg",
+            "os": "testbed",
+            "media": {"builtin": "testbed", "volume_label": "X"},
+            "kickstart": {"path": str(ks)},
+            "source": tmp_path / "spec.yaml",
+            **fields,
+        }
+    )
+
+
+@pytest.mark.parametrize(("user", "sudo"), [("ec2-user", True), ("root", False)])
+def test_the_suite_logs_in_as_the_cloud_user_with_sudo(tmp_path: Path, user: str, sudo: bool) -> None:
+    target = SshTarget("us-east-1", "i-0123", "203.0.113.9", user, tmp_path / "key")
+    config = tmp_path / "ssh_config"
+    command = suite_command(testbed_spec(tmp_path), target, config, tmp_path / "junit.xml")
+    assert f"--hosts=ssh://{user}@203.0.113.9" in command
+    assert f"--ssh-config={config}" in command
+    assert ("--sudo" in command) is sudo
+    text = ssh_config_text(target, tmp_path / "c-%C")
+    assert f"Host 203.0.113.9\n  User {user}\n  IdentityFile {tmp_path / 'key'}\n  IdentitiesOnly yes" in text
+
+
+def test_no_ssh_login_is_a_failed_suite_not_a_pass(tmp_path: Path) -> None:
+    # Nothing answers on 127.0.0.1:22 here: the real SSH step gives up after timeouts.ssh and says so.
+    key = tmp_path / "key"
+    key.write_text("not a key\n")
+    key.chmod(0o600)
+    spec = testbed_spec(tmp_path, timeouts={"ssh": 1})
+    target = SshTarget("us-east-1", "i-0123", "127.0.0.1", "ec2-user", key)
+    outcome = ssh_suite(spec, target, tmp_path)
+    assert outcome.result == "failed"
+    assert outcome.reason.startswith("no SSH login as ec2-user@127.0.0.1 within 1 s")
+
+
+def test_runner_address_stays_on_the_machine_for_a_local_endpoint(outside_world: Any) -> None:
+    assert runner_cidr(LaunchTest(), local_endpoint=True) == "127.0.0.1/32"
+    assert runner_cidr(LaunchTest(ssh_cidr="198.51.100.0/24"), local_endpoint=False) == "198.51.100.0/24"
+    assert outside_world.seen == []
+
+
+def test_runner_address_lookup_failure_names_the_setting(outside_world: Any) -> None:
+    # The outside world (a recording proxy) refuses: the one lookup was tried, and the error says the fix.
+    with pytest.raises(LaunchTestError, match=r"checkip\.amazonaws\.com .*set aws\.launch_test\.ssh_cidr"):
+        runner_cidr(LaunchTest(), local_endpoint=False)
+    assert any("checkip.amazonaws.com" in line for line in outside_world.seen)
