@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from factory.errors import EXIT_AWS
 from factory.spec import LaunchTest, Spec
@@ -32,7 +31,7 @@ from factory.targets.aws.launch_test import (
 )
 from factory.targets.aws.promote import PromoteResult, promote
 from factory.targets.aws.session import AwsSettings, open_account
-from tests.aws.conftest import FAST, SOURCE, Recorder, make_build, make_keys, make_spec
+from tests.aws.conftest import FAST, Recorder, make_build, make_keys, make_spec
 
 pytestmark = pytest.mark.aws
 
@@ -362,33 +361,6 @@ def test_a_killed_runs_leftovers_are_swept_before_the_next_launch(
     state = ec2.describe_instances(InstanceIds=[stray_id])["Reservations"][0]["Instances"][0]["State"]
     assert state["Name"] == "terminated"
     nothing_left(hooked)
-
-
-@pytest.mark.parametrize(
-    ("fields", "message"),
-    [
-        pytest.param({"key_name": "ops"}, "key_name and private_key_file together", id="key-without-file"),
-        pytest.param({"ssh_cidr": "203.0.113.7/40"}, "is not a network", id="bad-ssh-cidr"),
-        pytest.param(
-            {"ssh_cidr": "203.0.113.7/32", "security_group_id": "sg-0123456789abcdef0"},
-            "not with security_group_id",
-            id="ssh-cidr-with-own-group",
-        ),
-        pytest.param({"subnet_id": "vpc-12345678"}, "String should match pattern", id="bad-subnet-id"),
-        pytest.param({"status_timeout": 0}, "greater than 0", id="zero-timeout"),
-        pytest.param({"instance_typ": "t3.micro"}, "Extra inputs are not permitted", id="unknown-field"),
-    ],
-)
-def test_bad_launch_test_settings(fields: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValidationError, match=message):
-        LaunchTest.model_validate(fields)
-
-
-def test_launch_test_account_must_be_a_target(tmp_path: Path, aws_files: AwsSettings) -> None:
-    with pytest.raises(
-        ValidationError, match=r"launch_test.account 'images-build' is not one of the targets"
-    ):
-        spec_with(tmp_path, aws_files, account=SOURCE)  # the source account is not a target here
 
 
 # -- the SSH step and the runner's address, without an instance ----------------------------------------

@@ -334,7 +334,8 @@ def runner_cidr(lt: LaunchTest, local_endpoint: bool) -> str:
     if local_endpoint:
         return "127.0.0.1/32"
     try:
-        with urllib.request.urlopen(CHECKIP_URL, timeout=10) as resp:
+        # A fresh opener: the proxy settings of this moment (urlopen keeps the first ones it saw).
+        with urllib.request.build_opener().open(CHECKIP_URL, timeout=10) as resp:
             address = resp.read().decode().strip()
     except OSError as exc:
         raise LaunchTestError(
