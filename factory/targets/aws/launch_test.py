@@ -543,7 +543,7 @@ def ssh_suite(spec: Spec, target: SshTarget, out: Path) -> SuiteOutcome:
                     f"no SSH login as {target.user}@{target.host} within {spec.timeouts.ssh} s"
                     f"{': ' + tail[0] if tail else ''}",
                 )
-            time.sleep(5)
+            time.sleep(min(5.0, max(deadline - time.monotonic(), 0.1)))
         proc = tools.run(
             suite_command(spec, target, config, junit),
             timeout=spec.timeouts.verify,
