@@ -168,6 +168,17 @@ def test_happy_path_launches_waits_saves_console_terminates_then_retires(
         assert console.parent == b.build.path / "launch-test" / region
         assert console.read_text().startswith("Linux version")  # base64-decoded
         assert not target.key_file.exists()  # the temporary private key is gone with the rest
+    # The temporary groups admit SSH from the runner only (a local endpoint: loopback).
+    for rule in recorder.ops("AuthorizeSecurityGroupIngress"):
+        assert rule["IpPermissions"] == [
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 22,
+                "ToPort": 22,
+                "IpRanges": [{"CidrIp": "127.0.0.1/32", "Description": "image-factory runner"}],
+            }
+        ]
+    assert len(recorder.ops("AuthorizeSecurityGroupIngress")) == len(REGIONS)
     assert suite.key_modes == [0o600, 0o600]
     assert all(h.startswith("-----BEGIN") for h in suite.key_heads)
     nothing_left(hooked)
@@ -292,6 +303,7 @@ def test_ctrl_c_inside_the_wait_terminates_and_removes_everything(
     with pytest.raises(KeyboardInterrupt) as exc:
         promote(spec, b.build, b.raw, b.sha256, settings=hooked, tuning=FAST, launch_suite=Suite(hooked))
     assert_failed_cleanly(exc, hooked, old, recorder)
+    assert json.loads((b.build.path / "promotion.json").read_text())["state"] == "interrupted"
     entry = section(b.build.path)["regions"]["us-east-1"]
     assert entry["state"] == "interrupted"
     assert entry["cleanup"]["problems"] == []
@@ -360,6 +372,36 @@ def test_a_killed_runs_leftovers_are_swept_before_the_next_launch(
 
     state = ec2.describe_instances(InstanceIds=[stray_id])["Reservations"][0]["Instances"][0]["State"]
     assert state["Name"] == "terminated"
+    nothing_left(hooked)
+
+
+def test_the_specs_own_key_pair_is_used_and_left_alone(
+    tmp_path: Path, hooked: AwsSettings, recorder: Recorder
+) -> None:
+    import subprocess
+
+    private = tmp_path / "ops-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(private)], check=True)
+    make_keys(hooked, {PROFILE: {"us-east-1": "alias/prod"}})
+    ec2 = ec2_in(hooked, "us-east-1")
+    ec2.import_key_pair(KeyName="ops", PublicKeyMaterial=private.with_suffix(".pub").read_bytes())
+    spec = make_spec(
+        tmp_path,
+        hooked,
+        targets=[{"profile": PROFILE, "regions": {"us-east-1": "alias/prod"}}],
+        launch_test={"key_name": "ops", "private_key_file": str(private)},
+    )
+    b = make_build(tmp_path)
+    suite = Suite(hooked)
+    recorder.calls.clear()
+
+    promote(spec, b.build, b.raw, b.sha256, settings=hooked, tuning=FAST, launch_suite=suite)
+
+    assert [t.key_file for t in suite.calls] == [private]
+    assert [r["KeyName"] for r in recorder.ops("RunInstances")] == ["ops"]
+    assert recorder.ops("CreateKeyPair") == [] and recorder.ops("DeleteKeyPair") == []
+    assert [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]] == ["ops"]
+    assert private.is_file()
     nothing_left(hooked)
 
 

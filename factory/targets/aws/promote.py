@@ -146,6 +146,10 @@ def promote(
         except (ClientError, BotoCoreError, ResponseParserError) as exc:
             manifest.set_state("failed", str(exc))
             raise AwsError(f"promotion of build {build.build_id} failed: {exc}") from None
+        except KeyboardInterrupt:
+            # Ctrl-C: what ran last (e.g. the launch test) cleaned up after itself; the manifest says so.
+            manifest.set_state("interrupted")
+            raise
 
 
 def cleanup(spec: Spec, build: BuildDir, *, settings: AwsSettings | None = None) -> CleanupResult:
