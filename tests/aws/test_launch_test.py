@@ -24,6 +24,7 @@ from factory.targets.aws.launch_test import (
     LaunchTestError,
     SshTarget,
     SuiteOutcome,
+    host_keys,
     runner_cidr,
     ssh_config_text,
     ssh_suite,
@@ -167,6 +168,7 @@ def test_happy_path_launches_waits_saves_console_terminates_then_retires(
         console = Path(entry["console"])
         assert console.parent == b.build.path / "launch-test" / region
         assert console.read_text().startswith("Linux version")  # base64-decoded
+        assert entry["host_keys_pinned"] is False  # moto's sample console has no cloud-init host keys
         assert not target.key_file.exists()  # the temporary private key is gone with the rest
     # The temporary groups admit SSH from the runner only (a local endpoint: loopback).
     for rule in recorder.ops("AuthorizeSecurityGroupIngress"):
@@ -431,8 +433,33 @@ def test_the_suite_logs_in_as_the_cloud_user_with_sudo(tmp_path: Path, user: str
     assert f"--hosts=ssh://{user}@203.0.113.9" in command
     assert f"--ssh-config={config}" in command
     assert ("--sudo" in command) is sudo
-    text = ssh_config_text(target, tmp_path / "c-%C")
+    text = ssh_config_text(target, tmp_path / "c-%C", tmp_path / "known_hosts")
     assert f"Host 203.0.113.9\n  User {user}\n  IdentityFile {tmp_path / 'key'}\n  IdentitiesOnly yes" in text
+    assert "StrictHostKeyChecking no" in text  # no host keys from the console: nothing to pin
+
+
+CONSOLE = """[   12.3] cloud-init[811]: Cloud-init v. 22.4.2 running 'modules:final'
+ec2: #############################################################
+ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----
+ec2: 256 SHA256:3n0tAr34lF1ng3rpr1nt root@ip-10-0-0-5 (ED25519)
+ec2: -----END SSH HOST KEY FINGERPRINTS-----
+-----BEGIN SSH HOST KEY KEYS-----
+ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTY= root@ip-10-0-0-5
+ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG5vdGFyZWFsa2V5 root@ip-10-0-0-5
+-----END SSH HOST KEY KEYS-----
+"""
+
+
+def test_host_keys_from_the_console_are_pinned(tmp_path: Path) -> None:
+    keys = host_keys(CONSOLE)
+    assert keys == (
+        "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTY=",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG5vdGFyZWFsa2V5",
+    )
+    assert host_keys("Linux version 6.1\nlogin:") == ()
+    target = SshTarget("us-east-1", "i-0123", "203.0.113.9", "ec2-user", tmp_path / "key", keys)
+    text = ssh_config_text(target, tmp_path / "c-%C", tmp_path / "known_hosts")
+    assert f"StrictHostKeyChecking yes\n  UserKnownHostsFile {tmp_path / 'known_hosts'}" in text
 
 
 def test_no_ssh_login_is_a_failed_suite_not_a_pass(tmp_path: Path) -> None:

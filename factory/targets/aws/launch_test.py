@@ -70,6 +70,9 @@ class SshTarget:
     host: str
     user: str
     key_file: Path
+    # The instance's host keys as cloud-init printed them on the console ("type base64" lines); with
+    # them SSH insists on exactly those keys, without them it cannot check (recorded as not pinned).
+    host_keys: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,8 +203,12 @@ class _RegionTest:
             ec2, instance_id, self.lt.status_timeout, self.place.poll_interval
         )
         entry["status_checks"] = "ok"
-        entry["console"] = str(_save_console(ec2, instance_id, self.place.out))
-        target = SshTarget(self.place.region, instance_id, _address(ec2, instance_id), self.lt.user, key_file)
+        console = _save_console(ec2, instance_id, self.place.out)
+        entry["console"] = str(console)
+        keys = host_keys(console.read_text(errors="replace"))
+        entry["host_keys_pinned"] = bool(keys)
+        address = _address(ec2, instance_id)
+        target = SshTarget(self.place.region, instance_id, address, self.lt.user, key_file, keys)
         outcome = runner(target, self.place.out)
         entry["suite"] = {"result": outcome.result, "reason": outcome.reason}
         if outcome.junit is not None:
@@ -386,6 +393,30 @@ def _address(ec2: EC2Client, instance_id: str) -> str:
     return str(address)
 
 
+HOST_KEYS_BEGIN = "-----BEGIN SSH HOST KEY KEYS-----"
+HOST_KEYS_END = "-----END SSH HOST KEY KEYS-----"
+
+
+def host_keys(console: str) -> tuple[str, ...]:
+    """The host public keys cloud-init writes to the console between its BEGIN/END SSH HOST KEY KEYS
+    markers (each line "type base64 [comment]"), as "type base64"; () when the console has none yet."""
+    found: list[str] = []
+    inside = False
+    for line in console.splitlines():
+        text = line.strip()
+        if HOST_KEYS_BEGIN in text:
+            inside, found = True, []
+        elif HOST_KEYS_END in text:
+            inside = False
+        elif inside:
+            # Console lines may carry a prefix (a timestamp, "ec2: "): the key starts at its type.
+            fields = text.split()
+            at = next((i for i, f in enumerate(fields) if f.startswith(("ssh-", "ecdsa-"))), None)
+            if at is not None and at + 1 < len(fields):
+                found.append(f"{fields[at]} {fields[at + 1]}")
+    return tuple(dict.fromkeys(found))
+
+
 def _save_console(ec2: EC2Client, instance_id: str, out: Path) -> Path:
     """The serial console as the API returns it: base64 text, decoded (empty until AWS has some)."""
     raw = ec2.get_console_output(InstanceId=instance_id).get("Output") or ""
@@ -474,15 +505,19 @@ def skipped_suite(target: SshTarget, out: Path) -> SuiteOutcome:
     )
 
 
-def ssh_config_text(target: SshTarget, control_path: Path) -> str:
+def ssh_config_text(target: SshTarget, control_path: Path, known_hosts: Path) -> str:
+    """Only the test's key; the host keys from the console pinned when there were any."""
+    if target.host_keys:
+        checking = ["  StrictHostKeyChecking yes", f"  UserKnownHostsFile {known_hosts}"]
+    else:
+        # Nothing to check against: the temporary group admits only this runner, and the instance is new.
+        checking = ["  StrictHostKeyChecking no", "  UserKnownHostsFile /dev/null"]
     lines = [
         f"Host {target.host}",
         f"  User {target.user}",
         f"  IdentityFile {target.key_file}",
         "  IdentitiesOnly yes",
-        # A new instance has new host keys; the temporary group admits only this runner.
-        "  StrictHostKeyChecking no",
-        "  UserKnownHostsFile /dev/null",
+        *checking,
         "  LogLevel ERROR",
         "  BatchMode yes",
         "  ConnectTimeout 10",
@@ -518,7 +553,9 @@ def _ssh_files(target: SshTarget) -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="factory-lt-ssh-"))
     try:
         config = folder / "ssh_config"
-        atomic_write_text(config, ssh_config_text(target, folder / "c-%C"), mode=0o600)
+        known_hosts = folder / "known_hosts"
+        atomic_write_text(known_hosts, "".join(f"{target.host} {k}\n" for k in target.host_keys))
+        atomic_write_text(config, ssh_config_text(target, folder / "c-%C", known_hosts), mode=0o600)
         yield config
     finally:
         tools.run(["ssh", "-F", str(config), "-O", "exit", target.host], timeout=15, check=False)
