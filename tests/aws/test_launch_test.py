@@ -410,7 +410,7 @@ def test_the_specs_own_key_pair_is_used_and_left_alone(
 # -- the SSH step and the runner's address, without an instance ----------------------------------------
 
 
-def testbed_spec(tmp_path: Path, **fields: Any) -> Spec:
+def make_testbed_spec(tmp_path: Path, **fields: Any) -> Spec:
     ks = tmp_path / "t.ks"
     ks.write_text("text\n")
     return Spec.model_validate(
@@ -429,7 +429,7 @@ def testbed_spec(tmp_path: Path, **fields: Any) -> Spec:
 def test_the_suite_logs_in_as_the_cloud_user_with_sudo(tmp_path: Path, user: str, sudo: bool) -> None:
     target = SshTarget("us-east-1", "i-0123", "203.0.113.9", user, tmp_path / "key")
     config = tmp_path / "ssh_config"
-    command = suite_command(testbed_spec(tmp_path), target, config, tmp_path / "junit.xml")
+    command = suite_command(make_testbed_spec(tmp_path), target, config, tmp_path / "junit.xml")
     assert f"--hosts=ssh://{user}@203.0.113.9" in command
     assert f"--ssh-config={config}" in command
     assert ("--sudo" in command) is sudo
@@ -467,7 +467,7 @@ def test_no_ssh_login_is_a_failed_suite_not_a_pass(tmp_path: Path) -> None:
     key = tmp_path / "key"
     key.write_text("not a key\n")
     key.chmod(0o600)
-    spec = testbed_spec(tmp_path, timeouts={"ssh": 1})
+    spec = make_testbed_spec(tmp_path, timeouts={"ssh": 1})
     target = SshTarget("us-east-1", "i-0123", "127.0.0.1", "ec2-user", key)
     outcome = ssh_suite(spec, target, tmp_path)
     assert outcome.result == "failed"
