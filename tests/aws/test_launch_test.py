@@ -186,7 +186,10 @@ def test_happy_path_launches_waits_saves_console_terminates_then_retires(
     nothing_left(hooked)
     # Retirement came after the launch tests: the last termination precedes the first deregistration.
     names = [n for n, _ in recorder.calls]
-    assert max(i for i, n in enumerate(names) if n == "TerminateInstances") < names.index("DeregisterImage")
+    last_terminate = max(i for i, n in enumerate(names) if n == "TerminateInstances")
+    assert last_terminate < names.index("DeregisterImage")
+    # ...and so did publishing: the SSM parameter points at the new AMIs only once they booted.
+    assert last_terminate < names.index("PutParameter")
     assert set(old.amis[PROFILE].values()) <= set(result.retired)
     assert result.launch_test is not None and result.launch_test["regions"].keys() == set(REGIONS)
     # The private key never reaches the manifest.
@@ -253,6 +256,8 @@ def assert_failed_cleanly(
     nothing_left(settings)
     old_amis_alive(settings, old)
     assert recorder.ops("DeregisterImage") == []
+    # Nothing was published either: no SSM parameter points at an AMI that failed its launch test.
+    assert recorder.ops("PutParameter") == []
 
 
 def test_status_check_timeout_cleans_up_and_retires_nothing(

@@ -2,8 +2,8 @@
 
     gate -> preflight (profiles, identities, KMS keys) -> source AMI (upload + register, unencrypted)
          -> share with target accounts -> CopyImage(Encrypted, region's KMS key) everywhere -> wait
-         -> tag, share_with, SSM parameter -> [aws.launch_test: boot one instance per region of one
-            account, see launch_test.py] -> retire the source AMI and AMIs beyond `keep`
+         -> [aws.launch_test: boot one instance per region of one account, see launch_test.py]
+         -> tag, share_with, SSM parameter -> retire the source AMI and AMIs beyond `keep`
 
 Preflight also makes sure every `share_with` account may use the region's KMS key (kms_access.py): the
 copies are encrypted, and an account that may not use the key cannot launch the AMI shared with it.
@@ -295,14 +295,15 @@ class _Run:
                 for region in target.regions:
                     self.ensure_copy(target.profile, region, source_ami, image_sha256)
         self.wait_copies()
+        # The new AMIs boot (aws.launch_test) before the SSM parameter points at them or anything is
+        # retired; a failure raises, publishing and retiring nothing.
+        launched = self.launch_test(launch_suite)
         ssm: dict[str, dict[str, str]] = {}
         for target in self.aws.targets:
             for region in target.regions:
                 self.finish_copy(target.profile, region, target.share_with, image_sha256)
                 if self.aws.ssm_parameter is not None:
                     ssm.setdefault(target.profile, {})[region] = self.aws.ssm_parameter
-        # The new AMIs boot (aws.launch_test) before anything is retired; a failure raises, retiring nothing.
-        launched = self.launch_test(launch_suite)
         # Only now, with every encrypted copy available everywhere, may anything be deleted.
         retired = [*self.retire_source(), *self.retire_old()]
         self.manifest.set_state("complete")
