@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,82 @@ def test_public_half_without_private_half_is_no_build_key(build: BuildDir) -> No
     with access.login(build, Accel.TCG) as login:
         assert login.throwaway
         assert os.path.basename(login.key.private) == "access-key"
+
+
+# --- the offline write itself, on real ext4 images (mkfs.ext4 -d, qcow2, overlay): the debugfs way -------
+
+
+def _ext4_image(folder: Path, files: dict[str, bytes]) -> Path:
+    root = folder / "root"
+    for rel, data in {"etc/os-release": b"ID=debian\n", **files}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    (root / "root").mkdir(exist_ok=True)
+    raw = folder / "fs.img"
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", root, "-L", "root", raw, "32M"], check=True)
+    image = folder / "image.qcow2"
+    subprocess.run(["qemu-img", "convert", "-O", "qcow2", raw, image], check=True)
+    return image
+
+
+def _overlay(image: Path) -> Path:
+    path = image.with_name("overlay.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image, path], check=True)
+    return path
+
+
+def _read(disk: Path, request: str) -> str:
+    raw = disk.with_suffix(".check.raw")
+    subprocess.run(["qemu-img", "convert", "-O", "raw", disk, raw], check=True)
+    try:
+        out = subprocess.run(["debugfs", "-R", request, raw], capture_output=True, check=True).stdout.decode()
+        fsck = subprocess.run(["e2fsck", "-fn", raw], check=False, capture_output=True)
+        assert fsck.returncode == 0, fsck.stdout.decode()
+        return out
+    finally:
+        raw.unlink()
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_ext4_key_goes_into_the_overlay_only(tmp_path: Path) -> None:
+    image = _ext4_image(tmp_path, {})
+    before = _sha(image)
+    disk = _overlay(image)
+    access.authorize_offline(disk, KEY, "tcg")
+    assert _sha(image) == before
+    assert _read(disk, "cat /root/.ssh/authorized_keys") == KEY + "\n"
+    assert "Mode:  0700" in _read(disk, "stat /root/.ssh") and "User:     0" in _read(disk, "stat /root/.ssh")
+    assert "Mode:  0600" in _read(disk, "stat /root/.ssh/authorized_keys")
+    # The image itself still has no .ssh, and the overlay holds only the few changed pieces.
+    assert (
+        "File not found"
+        in subprocess.run(
+            ["debugfs", "-R", "stat /root/.ssh", tmp_path / "fs.img"], check=False, capture_output=True
+        ).stderr.decode()
+    )
+    assert disk.stat().st_size < 8 * access.CHUNK
+    assert not list(tmp_path.glob("factory-offline-*"))
+
+
+def test_ext4_existing_keys_are_kept_and_a_missing_newline_is_added(tmp_path: Path) -> None:
+    theirs = b"ssh-rsa AAAAB3 someone@else"  # no final newline
+    image = _ext4_image(tmp_path, {"root/.ssh/authorized_keys": theirs})
+    disk = _overlay(image)
+    access.authorize_offline(disk, KEY, "tcg")
+    assert _read(disk, "cat /root/.ssh/authorized_keys") == theirs.decode() + "\n" + KEY + "\n"
+
+
+def test_ext4_selinux_image_gets_the_ssh_home_label(tmp_path: Path) -> None:
+    image = _ext4_image(tmp_path, {"etc/selinux/config": b"SELINUX=enforcing\n"})
+    disk = _overlay(image)
+    access.authorize_offline(disk, KEY, "tcg")
+    assert access.SSH_HOME_CONTEXT in _read(disk, "ea_list /root/.ssh/authorized_keys")
+
+
+def test_disk_without_an_ext_root_is_left_to_guestfish(tmp_path: Path) -> None:
+    blank = tmp_path / "blank.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", blank, "16M"], check=True)
+    assert access._authorize_ext(blank, KEY) is False
