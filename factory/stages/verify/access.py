@@ -192,8 +192,12 @@ def authorize_offline(disk: Path, public_key: str, accel: str) -> None:
     """Append `public_key` to root's authorized_keys inside `disk` (a throw-away overlay), offline."""
     if "\n" in public_key.strip() or not public_key.strip():
         raise VerifyError("the access key must be one authorized_keys line")
-    if _authorize_ext(disk, public_key):
-        return
+    if not _authorize_ext(disk, public_key):
+        authorize_guestfish(disk, public_key, accel)
+
+
+def authorize_guestfish(disk: Path, public_key: str, accel: str) -> None:
+    """The libguestfs way (any root filesystem libguestfs inspection finds)."""
     try:
         proc = tools.run(
             ["guestfish", "-a", disk, "-i"],
