@@ -9,6 +9,7 @@ each on a fresh overlay of the same image; the image's sha256 is checked unchang
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,11 @@ def sample_image(folder: Path) -> Path:
     root = folder / "root"
     (root / "etc").mkdir(parents=True)
     (root / "root").mkdir()
-    (root / "etc" / "os-release").write_text("ID=debian\n")
+    # Enough of a Debian for libguestfs's inspection (`guestfish -i`) to call it an OS.
+    (root / "etc" / "os-release").write_text('ID=debian\nVERSION_ID="12"\nNAME="Debian GNU/Linux"\n')
+    (root / "etc" / "debian_version").write_text("12.0\n")
+    (root / "bin").mkdir()
+    shutil.copy("/bin/true", root / "bin" / "sh")
     (root / "etc" / "fstab").write_text("LABEL=root / ext4 defaults 0 1\n")
     with (root / "data").open("wb") as f:
         for _ in range(600):
