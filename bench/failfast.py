@@ -24,6 +24,7 @@ import _testbed
 
 from factory.errors import InstallError
 from factory.stages.install import install, monitor
+from factory.stages.media import media
 
 # case -> (kernel arguments, timeouts, kickstart path the guest is told)
 CASES: dict[str, tuple[tuple[str, ...], dict[str, int], str | None]] = {
@@ -59,7 +60,9 @@ def main(names: list[str]) -> None:
 
         started = time.monotonic()
         try:
-            install.install(spec, m, build, progress=progress, ks_path_for_guest=ks_path)
+            install.install(
+                spec, media.for_boot(spec, m), build, progress=progress, ks_path_for_guest=ks_path
+            )
             kind, message = "NOT DETECTED", ""
         except InstallError as exc:
             kind, message = exc.kind, exc.message

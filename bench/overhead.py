@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _testbed
 
 from factory.stages.install import install
+from factory.stages.media import media
 
 
 def main() -> None:
@@ -24,7 +25,8 @@ def main() -> None:
     m = _testbed.media()  # built/cached before the clock starts: media is its own stage
     build = _testbed.build_dir()
     started = time.monotonic()
-    result = install.install(_testbed.spec(m.volume_label, mode), m, build)
+    spec = _testbed.spec(m.volume_label, mode)
+    result = install.install(spec, media.for_boot(spec, m), build)
     wall = time.monotonic() - started
     overhead = wall - result.guest_seconds
     print(f"mode {mode}: wall {wall:.2f} s, guest ran {result.guest_seconds:.2f} s, "

@@ -40,7 +40,7 @@ def main() -> int:
     ssh, suite, total = [], [], []
     for run in range(1, args.runs + 1):
         started = time.monotonic()
-        result = verify(spec, disk, build, key=sshkey.load(build.path))
+        result = verify(spec, disk, build, key=sshkey.load(build.key))
         total.append(time.monotonic() - started)
         ssh.append(result.ssh_ready_s)
         # "Suite finished" counted from verify's start: boot + SSH wait + the suite.

@@ -24,7 +24,7 @@ from factory.errors import EXIT_INTERRUPTED, FactoryError
 EXIT_INTERNAL = 70
 
 # Subcommand modules under factory/commands/, in help order; each has register(subparsers).
-COMMANDS = ("validate", "build", "plan", "verify", "promote", "export", "console", "doctor")
+COMMANDS = ("validate", "build", "plan", "verify", "diff", "promote", "export", "console", "doctor")
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -63,6 +63,12 @@ class SpecError(InputError):
         self.problems = problems
 
 
+class ValidationError(FactoryError):
+    """The build's kickstart has findings (exit 1, as `factory validate` with findings)."""
+
+    exit_code = EXIT_FINDINGS
+
+
 class ToolError(FactoryError):
     """A host program is missing or exited non-zero; the message carries its stderr."""
 

@@ -16,12 +16,10 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 
 from factory.core import paths
-from factory.core.record import to_jsonable
+from factory.core.events import Event, StageFinished, StageProgress, StageStarted
 from factory.errors import SpecError, ToolError, UsageError
-from factory.pipeline import BUILD_STAGES, Options, Outcome, run_build
+from factory.pipeline import BUILD_STAGES, Options, Outcome, jsonable_outcome, run_build
 from factory.spec import Spec, find_specs, load_spec
-
-# Host programs every build needs; the testbed needs its own builders too.
 
 
 def register(sub: Any) -> None:
@@ -97,7 +95,15 @@ class Reporter:
         self.tasks: dict[tuple[str, str], TaskID] = {}
         self.last_detail: dict[tuple[str, str], str] = {}
 
-    def __call__(self, spec: str, stage: str, event: str, seconds: float) -> None:
+    def event(self, ev: Event) -> None:
+        if isinstance(ev, StageStarted):
+            self.stage_event(ev.spec, ev.stage, "start", 0.0)
+        elif isinstance(ev, StageFinished):
+            self.stage_event(ev.spec, ev.stage, ev.status, ev.seconds, ev.skip.value if ev.skip else "")
+        elif isinstance(ev, StageProgress):
+            self.on_progress(ev.spec, ev.stage, ev.done, ev.total, ev.detail)
+
+    def stage_event(self, spec: str, stage: str, event: str, seconds: float, reason: str = "") -> None:
         label = f"{spec}: {stage}" if self.prefix else stage
         with self.lock:
             if self.live:
@@ -105,14 +111,12 @@ class Reporter:
                     self.tasks[(spec, stage)] = self.progress.add_task(label, total=None, detail="")
                     return
                 task = self.tasks.get((spec, stage)) or self.progress.add_task(label, total=None, detail="")
-                mark = {
-                    "ok": "",
-                    "skipped": " [dim](skipped: done before, same inputs)[/]",
-                    "failed": " [red]failed",
-                }
+                mark = {"ok": "", "skipped": f" [dim](skipped: {reason})[/]", "failed": " [red]failed"}
                 self.progress.update(task, description=label + mark[event], total=1, completed=1, detail="")
                 if event == "failed":
                     self.progress.stop_task(task)
+            elif event == "skipped":
+                self.console.print(f"{label}: skipped ({reason})", markup=False, highlight=False)
             elif event != "start":
                 self.console.print(f"{label}: {event} ({seconds:.1f} s)", markup=False, highlight=False)
 
@@ -153,6 +157,18 @@ def compliance_lines(outcomes: list[Outcome]) -> list[str]:
     return [f"compliance: {o.spec}: {o.compliance}" for o in outcomes if o.compliance]
 
 
+def package_lines(outcomes: list[Outcome]) -> list[str]:
+    """One line per verified spec: its package count and what changed since its previous verified build."""
+    from factory.stages.verify import pkgdiff
+
+    lines = []
+    for o in outcomes:
+        line = pkgdiff.recorded_line(o.build_dir) if o.build_dir is not None else None
+        if line is not None:
+            lines.append(f"packages: {o.spec}: {line}")
+    return lines
+
+
 def ami_table(outcomes: list[Outcome]) -> Table | None:
     rows = [
         (o.spec, account, region, ami)
@@ -186,20 +202,6 @@ def target_tables(outcomes: list[Outcome]) -> list[Table]:
                 table.add_row(o.spec, image.location, image.name, image.id, image.state)
         tables.append(table)
     return tables
-
-
-def outcome_json(o: Outcome) -> dict[str, Any]:
-    return {
-        "spec": o.spec,
-        "build_dir": str(o.build_dir) if o.build_dir else None,
-        "stages": o.stages,
-        "image_sha256": o.image_sha256,
-        "amis": o.amis,
-        "targets": to_jsonable(o.published),
-        "compliance": o.compliance,
-        "error": o.error,
-        "exit_code": o.exit_code,
-    }
 
 
 def preflight(specs: list[Spec], *, install: bool) -> None:
@@ -251,18 +253,16 @@ def run(args: argparse.Namespace) -> int:
     reporter = Reporter(console, prefix_names=len(specs) > 1)
     with reporter.progress:
         if jobs == 1:
-            outcomes = [run_build(s, options, reporter, reporter.on_progress) for s in specs]
+            outcomes = [run_build(s, options, reporter.event) for s in specs]
         else:
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                outcomes = list(
-                    pool.map(lambda s: run_build(s, options, reporter, reporter.on_progress), specs)
-                )
+                outcomes = list(pool.map(lambda s: run_build(s, options, reporter.event), specs))
     errors = [o.exception for o in outcomes if o.exception is not None]
     if args.json:
-        print(json.dumps([outcome_json(o) for o in outcomes], indent=2))
+        print(json.dumps([jsonable_outcome(o) for o in outcomes], indent=2))
     else:
         console.print(summary_table(outcomes))
-        for line in compliance_lines(outcomes):
+        for line in (*compliance_lines(outcomes), *package_lines(outcomes)):
             console.print(line, markup=False, highlight=False)
         amis = ami_table(outcomes)
         if amis is not None:

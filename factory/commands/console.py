@@ -106,8 +106,8 @@ def _running(build: BuildDir) -> bool:
 def run(args: argparse.Namespace) -> int:
     build = BuildDir.open(args.build)
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    sock = build.path / "console.sock"
-    transcript = build.path / "console.log"
+    sock = build.console_socket
+    transcript = build.console_log
     if _running(build) and transcript.exists():
         return follow(transcript, build, deadline)
     if sock.exists():

@@ -12,12 +12,13 @@ from typing import Any
 
 from rich.console import Console
 
-from factory.core import digest
 from factory.core.record import BuildDir
 from factory.errors import EXIT_OK, InputError
+from factory.pipeline import run_stages
 from factory.spec import load_spec
-from factory.stages.compliance import compliance
-from factory.stages.export import export
+from factory.stages.base import Context, Options, recorded
+from factory.stages.export.export import ExportResult
+from factory.stages.seal.stage import SealStage
 
 
 def register(sub: Any) -> None:
@@ -40,28 +41,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"{args.spec}: spec {spec.name!r} does not match build {build.path} ({build.spec_name!r})"
         )
-    seal = build.stage("seal") or {}
-    result = seal.get("result") or {}
-    if seal.get("status") != "ok" or "sealed_image" not in result or "sealed_sha256" not in result:
+    if recorded(build, SealStage) is None:
+        seal = build.stage("seal") or {}
         raise InputError(f"{build.path}: no sealed image (seal stage: {seal.get('status', 'not run')})")
-    image = Path(result["sealed_image"])
-    if not image.is_absolute():
-        image = build.path / image
-    out_dir = args.out or build.path / "export"
-    with build.stage_run("export", inputs=digest.combine(result["sealed_sha256"], spec.digest())) as holder:
-        media = (build.stage("media") or {}).get("result") or {}
-        exported = export.export(
-            spec,
-            image,
-            result["sealed_sha256"],
-            out_dir,
-            build_id=build.build_id,
-            labels=compliance.labels(spec, build),
-            iso=Path(media["iso"]) if media.get("iso") else None,
-        )
-        holder["result"] = exported
+    ctx = Context(spec=spec, options=Options(export_dir=args.out), build_dir=build)
+    run_stages(ctx, ["export"])
+    exported: ExportResult = ctx.results["export"]
     console = Console(highlight=False, soft_wrap=True)
     for art in exported.artifacts:
         console.print(f"{art.format:<6} {art.path}  {art.size} bytes  sha256 {art.sha256}", markup=False)
+    if exported.sbom is not None:
+        console.print(f"sbom   {exported.sbom}", markup=False)
     console.print(f"manifest: {exported.manifest}", markup=False)
     return EXIT_OK

@@ -16,10 +16,13 @@ from typing import Any
 from rich.console import Console
 
 from factory.core import buildlog
+from factory.core.events import Event, StageProgress
 from factory.core.record import BuildDir
 from factory.errors import UsageError
+from factory.pipeline import run_stages
 from factory.spec import Spec, load_spec
-from factory.targets.base import TargetContext, TargetEvent
+from factory.stages.base import Context, Options
+from factory.stages.promote.stage import PromoteResult
 
 out = Console(highlight=False)
 # Progress goes to stderr: stdout carries only the result (--json output stays parseable).
@@ -55,18 +58,17 @@ def _spec(args: argparse.Namespace, build: BuildDir) -> Spec:
     return spec
 
 
-def _show(event: TargetEvent) -> None:
+def _show(event: Event) -> None:
     # Byte counts come many times a second: only the start and the end of a counted step are shown.
-    if event.total and 0 < event.done < event.total:
+    if not isinstance(event, StageProgress) or (event.total and 0 < (event.done or 0) < event.total):
         return
-    progress_out.print(f"[dim]{event.target} {event.step}:[/] {event.detail}")
+    progress_out.print(event.detail, markup=False)
 
 
 def run(args: argparse.Namespace) -> int:
     build = BuildDir.open(args.build_dir)
     spec = _spec(args, build)
-    with buildlog.capture(build.path):
-        summary = _promote_or_cleanup(args, spec, build)
+    summary = _promote_or_cleanup(args, spec, build)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -76,14 +78,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _promote_or_cleanup(args: argparse.Namespace, spec: Spec, build: BuildDir) -> dict[str, Any]:
     from factory.core.record import to_jsonable
-    from factory.targets import runner
 
     if args.cleanup:
         from factory.targets.aws import promote
 
         if args.only_target and args.only_target != ["aws"]:
             raise UsageError("--cleanup removes AWS leftovers only: drop --only-target or give aws")
-        cres = promote.cleanup(spec, build)
+        with buildlog.capture(build.log):
+            cres = promote.cleanup(spec, build)
         summary: dict[str, Any] = {
             "removed_amis": list(cres.removed_amis),
             "removed_snapshots": list(cres.removed_snapshots),
@@ -91,21 +93,17 @@ def _promote_or_cleanup(args: argparse.Namespace, spec: Spec, build: BuildDir) -
             "manifest": str(cres.manifest),
         }
     else:
-        ctx = TargetContext(
+        ctx = Context(
             spec=spec,
-            build=build,
-            events=lambda e: progress_out.print(f"[dim]{e.target} {e.step}:[/] {e.detail}"),
+            options=Options(promote=True, only_targets=tuple(args.only_target)),
+            build_dir=build,
+            sink=_show,
         )
-        chosen = runner.select(ctx, args.only_target)
-        if not chosen:
-            raise UsageError(
-                f"{spec.source}: the spec names no target to publish to (aws, vsphere, openstack...)"
-            )
-        # --only-target runs add to what earlier runs published to the other targets.
-        before = ((build.stage("promote") or {}).get("result") or {}).get("targets") or {}
-        with build.stage_run("promote") as holder:
-            published = runner.publish(ctx, chosen)
-            holder["result"] = {"targets": {**before, **to_jsonable(published)}}
+        run_stages(ctx, ["promote"])
+        promoted: PromoteResult = ctx.results["promote"]
+        published = {
+            k: v for k, v in promoted.targets.items() if not args.only_target or k in args.only_target
+        }
         summary = {"targets": to_jsonable(published)}
         if "aws" in published:
             # The AWS fields as they were before there were other targets (scripts read them).

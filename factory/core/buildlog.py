@@ -18,7 +18,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-NAME = "factory.log"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -56,9 +55,9 @@ def configure(debug: bool) -> None:
 
 
 @contextlib.contextmanager
-def capture(build_path: Path) -> Iterator[Path]:
-    """Append every INFO+ record (with tracebacks) to the build's log file while the block runs."""
-    path = build_path / NAME
+def capture(path: Path) -> Iterator[Path]:
+    """Append every INFO+ record (with tracebacks) to the build's log file (BuildDir.log) while the block
+    runs."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter(_FORMAT))

@@ -5,8 +5,17 @@
         build-key          ephemeral SSH private key, mode 0600 (deleted after sealing)
         console.log        serial transcript of the install
         anaconda.log       installer log from the virtio-serial port
+        ks-requests.log    the kickstart server's request log (paths only)
         disk.qcow2         the installed disk (only once the install succeeded)
-        ...
+        verify/            the verify boot: transcript, JUnit, generalised overlay for seal
+        seal/              the seal boot's transcript
+        sealed.qcow2       the sealed image (what is exported and published)
+        compliance/        the OpenSCAP results
+        export/            the exported formats and manifest.json
+        targets/           one manifest per publishing target
+        factory.log        library tracebacks and debug lines (never on the terminal)
+
+Every one of those names is spelled here only: stages ask the BuildDir for their paths.
 
 A stage whose inputs hash is unchanged and whose status is "ok" can be skipped by a later run.
 """
@@ -20,9 +29,12 @@ import json
 import os
 import tempfile
 import time
+import types
+import typing
 from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from factory import __version__
 
@@ -68,6 +80,54 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+T = TypeVar("T")
+
+
+def from_jsonable(kind: type[T], value: Any) -> T:
+    """The inverse of to_jsonable for a dataclass type: rebuild a stage's typed result from the record.
+
+    Follows the field annotations (nested dataclasses, Path, enums, tuples, lists, dicts, optionals);
+    a field missing from an older record takes its default."""
+    return typing.cast(T, _convert(kind, value))
+
+
+def _convert(kind: Any, value: Any) -> Any:
+    if value is None or kind is Any:
+        return value
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        for option in options:
+            try:
+                return _convert(option, value)
+            except (TypeError, ValueError, KeyError):
+                continue
+        return value
+    if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+        hints = typing.get_type_hints(kind)
+        if not isinstance(value, dict):
+            raise TypeError(f"{kind.__name__}: expected an object, got {type(value).__name__}")
+        known = {f.name: f for f in dataclasses.fields(kind)}
+        fields = {name: _convert(hints[name], value[name]) for name in known if name in value}
+        return kind(**fields)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v) for v in value)
+        return tuple(_convert(a, v) for a, v in zip(args, value, strict=True))
+    if origin is list:
+        return [_convert(args[0], v) for v in value]
+    if origin is dict:
+        return {k: _convert(args[1], v) for k, v in value.items()}
+    if kind is Path:
+        return Path(value)
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return kind(value)
+    if kind is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
 @dataclasses.dataclass
 class BuildDir:
     """One build of one spec; `record` is the parsed record.json."""
@@ -110,6 +170,75 @@ class BuildDir:
     def record_path(self) -> Path:
         return self.path / "record.json"
 
+    # The layout, in one place (see the module docstring).
+    @property
+    def disk(self) -> Path:
+        """The installed disk; it exists only once the install succeeded."""
+        return self.path / "disk.qcow2"
+
+    @property
+    def disk_part(self) -> Path:
+        """The disk while the install writes it: renamed to `disk` only on success."""
+        return self.path / ".disk.qcow2.part"
+
+    @property
+    def boot_dir(self) -> Path:
+        """Kernel, initrd and (PXE) served trees of the install; removed after it."""
+        return self.path / ".boot"
+
+    @property
+    def key(self) -> Path:
+        return self.path / "build-key"
+
+    @property
+    def key_pub(self) -> Path:
+        return self.path / "build-key.pub"
+
+    @property
+    def console_log(self) -> Path:
+        return self.path / "console.log"
+
+    @property
+    def console_socket(self) -> Path:
+        """Where `factory console` attaches to a failed install kept with --keep-on-error."""
+        return self.path / "console.sock"
+
+    @property
+    def anaconda_log(self) -> Path:
+        return self.path / "anaconda.log"
+
+    @property
+    def ks_requests_log(self) -> Path:
+        return self.path / "ks-requests.log"
+
+    @property
+    def verify_dir(self) -> Path:
+        return self.path / "verify"
+
+    @property
+    def seal_dir(self) -> Path:
+        return self.path / "seal"
+
+    @property
+    def sealed_image(self) -> Path:
+        return self.path / "sealed.qcow2"
+
+    @property
+    def compliance_dir(self) -> Path:
+        return self.path / "compliance"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.path / "export"
+
+    @property
+    def targets_dir(self) -> Path:
+        return self.path / "targets"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "factory.log"
+
     def save(self) -> None:
         atomic_write_text(self.record_path, json.dumps(self.record, indent=2, sort_keys=True) + "\n")
 
@@ -135,12 +264,16 @@ class BuildDir:
         inputs: str | None = None,
         started: float | None = None,
         error: str | None = None,
+        key: str | None = None,
     ) -> None:
         entry: dict[str, Any] = {"status": status}
         if started is not None:
             entry["duration_s"] = round(time.monotonic() - started, 3)
         if inputs is not None:
             entry["inputs"] = inputs
+        if key is not None:
+            # The stage's own inputs chained with the key of the stage before it (as osbuild's stage ids).
+            entry["key"] = key
         if result is not None:
             entry["result"] = to_jsonable(result)
         if error is not None:

@@ -13,17 +13,33 @@ Targets never import each other; the pipeline and `factory promote` reach them o
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from factory.core.record import BuildDir, atomic_write_text, to_jsonable
-from factory.errors import InputError
+from factory.core.manifest import JsonManifest
+from factory.core.record import BuildDir
 from factory.spec import Spec
 from factory.stages.compliance import compliance
+
+# What a target publishes: an exported file as the export stage recorded it (the gate follows
+# sha256 -> source_sha256).
+from factory.stages.export.export import Artifact
 from factory.stages.promote.gate import require_verified
+
+__all__ = [
+    "Artifact",
+    "Published",
+    "PublishedImage",
+    "Retired",
+    "Status",
+    "Target",
+    "TargetContext",
+    "TargetEvent",
+    "TargetManifest",
+    "exported",
+    "gated_publish",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,27 +61,6 @@ def _no_events(event: TargetEvent) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Artifact:
-    """An exported file as the export stage recorded it (the gate follows sha256 -> source_sha256)."""
-
-    format: str
-    path: Path
-    sha256: str
-    size: int
-    source_sha256: str
-
-    @classmethod
-    def from_record(cls, entry: dict[str, Any]) -> Artifact:
-        return cls(
-            format=str(entry["format"]),
-            path=Path(entry["path"]),
-            sha256=str(entry["sha256"]),
-            size=int(entry.get("size", 0)),
-            source_sha256=str(entry.get("source_sha256", "")),
-        )
-
-
-@dataclasses.dataclass(frozen=True)
 class TargetContext:
     """What a target may use: the spec, the build (record + directory) and one event sink."""
 
@@ -74,7 +69,7 @@ class TargetContext:
     events: EventSink = _no_events
 
     def manifest_path(self, key: str) -> Path:
-        return self.build.path / "targets" / f"{key}.json"
+        return self.build.targets_dir / f"{key}.json"
 
     def emit(self, target: str, step: str, detail: str, done: int = 0, total: int = 0) -> None:
         self.events(TargetEvent(target, step, detail, done, total))
@@ -147,10 +142,11 @@ class Target(Protocol):
 
 def exported(build: BuildDir) -> tuple[Artifact, ...]:
     """The artifacts of the build's finished export stage (none unless it finished)."""
-    export = build.stage("export") or {}
-    if export.get("status") != "ok":
-        return ()
-    return tuple(Artifact.from_record(a) for a in (export.get("result") or {}).get("artifacts", []))
+    from factory.stages.base import recorded
+    from factory.stages.export.stage import ExportStage
+
+    export = recorded(build, ExportStage)
+    return export.artifacts if export is not None else ()
 
 
 def gated_publish(target: Target, ctx: TargetContext, artifact: Artifact) -> Published:
@@ -162,49 +158,27 @@ def gated_publish(target: Target, ctx: TargetContext, artifact: Artifact) -> Pub
     return target.publish(ctx, artifact)
 
 
-class TargetManifest:
+class TargetManifest(JsonManifest):
     """A target's own manifest (build/<spec>/<id>/targets/<key>.json); every change is saved at once."""
 
-    def __init__(self, path: Path, data: dict[str, Any]) -> None:
-        self.path = path
-        self.data = data
+    what = "target manifest"
 
     @classmethod
     def load(cls, ctx: TargetContext, key: str, *, image_sha256: str = "") -> TargetManifest:
         path = ctx.manifest_path(key)
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except FileNotFoundError:
-            data = {
-                "target": key,
-                "build_id": ctx.build.build_id,
-                "spec": ctx.spec.name,
-                "image_sha256": image_sha256,
-                "state": "new",
-            }
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"{path}: unreadable target manifest: {exc}") from None
+        fresh = {
+            "target": key,
+            "build_id": ctx.build.build_id,
+            "spec": ctx.spec.name,
+            "image_sha256": image_sha256,
+            "state": "new",
+        }
+        data = cls.read(path, fresh)
         data.setdefault("places", {})
         data.setdefault("retired", [])
         if image_sha256:
             data["image_sha256"] = image_sha256
         return cls(path, data)
-
-    def save(self) -> None:
-        self.data["updated"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        atomic_write_text(self.path, json.dumps(to_jsonable(self.data), indent=2, sort_keys=True) + "\n")
-
-    @property
-    def state(self) -> str:
-        return str(self.data.get("state", "new"))
-
-    def set_state(self, state: str, error: str | None = None) -> None:
-        self.data["state"] = state
-        if error is None:
-            self.data.pop("error", None)
-        else:
-            self.data["error"] = error
-        self.save()
 
     def place(self, name: str) -> dict[str, Any]:
         """The entry of one place (a datacenter, a cloud...), created empty."""

@@ -25,21 +25,24 @@ class BuildKey:
         return self.private.is_file()
 
 
-def create(build_dir: Path) -> BuildKey:
-    private = build_dir / "build-key"
+def create(private: Path) -> BuildKey:
+    """Make the key pair `private` + `private.pub` (ssh-keygen's names) unless it exists."""
     if not private.exists():
         # ssh-keygen writes the private key with mode 0600 itself.
         tools.run(
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", KEY_COMMENT, "-f", private], timeout=30
         )
         os.chmod(private, 0o600)
-    return load(build_dir)
+    return load(private)
 
 
-def load(build_dir: Path) -> BuildKey:
-    private = build_dir / "build-key"
-    public = (build_dir / "build-key.pub").read_text().strip()
+def load(private: Path) -> BuildKey:
+    public = _pub(private).read_text().strip()
     return BuildKey(private=private, public=public)
+
+
+def _pub(private: Path) -> Path:
+    return private.with_name(private.name + ".pub")
 
 
 def post_snippet(key: BuildKey) -> str:
@@ -58,5 +61,5 @@ def post_snippet(key: BuildKey) -> str:
 
 def remove(key: BuildKey) -> None:
     """Delete both halves of the build key from the build directory (after sealing)."""
-    for p in (key.private, key.private.with_name("build-key.pub")):
+    for p in (key.private, _pub(key.private)):
         p.unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from factory.targets.aws import motoserver
 from factory.targets.aws.local import write_profiles
 from factory.targets.aws.promote import Tuning
 from factory.targets.aws.session import AwsSettings, open_account
+from tests import records
 
 SOURCE = "images-build"
 TARGETS = {
@@ -159,27 +160,10 @@ def make_build(tmp_path: Path, *, verified: bool = True, build_id: str = "202601
         fh.write(bytes(524288))  # allocated but zero: read, then skipped
     sha = sha256_file(raw)
     build.set("inputs", {"kickstart_sha256": "k" * 64})
-    build.record_stage(
-        "verify", "ok" if verified else "failed", result={"passed": verified, "image_sha256": "q" * 64}
-    )
-    build.record_stage(
-        "seal", "ok", result={"source_sha256": "q" * 64, "sealed_sha256": "s" * 64, "recheck_passed": True}
-    )
-    build.record_stage(
-        "export",
-        "ok",
-        result={
-            "artifacts": [
-                {
-                    "format": "raw",
-                    "path": str(raw),
-                    "sha256": sha,
-                    "size": 64 * MIB,
-                    "source_sha256": "s" * 64,
-                }
-            ]
-        },
-    )
+    build.record_stage("verify", "ok" if verified else "failed", result=records.verified("q" * 64, verified))
+    build.record_stage("seal", "ok", result=records.sealed("q" * 64, "s" * 64, build.path / "sealed.qcow2"))
+    art = records.artifact("raw", raw, sha, "s" * 64, size=64 * MIB)
+    build.record_stage("export", "ok", result=records.exported(art))
     return Built(build, raw, sha)
 
 

@@ -23,6 +23,7 @@ from factory.host import tools
 from factory.spec import Spec, load_spec
 from factory.stages.export import export
 from factory.targets.base import TargetContext
+from tests import records
 from tests.targets import vcsim_service
 from tests.targets.registry_service import registry  # noqa: F401 (docker-registry session fixture)
 from tests.targets.vcsim_service import Vcsim
@@ -109,19 +110,8 @@ def gated_build(
     """A build whose record says verify passed, seal re-checked and export finished, bound by sha256."""
     build = BuildDir.create(root, spec.name, build_id)
     sha = digest.sha256_file(disk)
-    build.record_stage(
-        "verify", "ok" if verified else "failed", result={"passed": verified, "image_sha256": sha}
-    )
-    build.record_stage(
-        "seal",
-        "ok",
-        result={
-            "source_sha256": sha,
-            "sealed_sha256": sha,
-            "sealed_image": str(disk),
-            "recheck_passed": True,
-        },
-    )
+    build.record_stage("verify", "ok" if verified else "failed", result=records.verified(sha, verified))
+    build.record_stage("seal", "ok", result=records.sealed(sha, sha, disk))
     res = export.export(spec, disk, sha, build.path / "export", build_id=build.build_id)
     build.record_stage("export", "ok", result=res)
     return build

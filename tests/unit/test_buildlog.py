@@ -38,7 +38,7 @@ def test_library_traceback_goes_to_the_build_log_only(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], configured: None
 ) -> None:
     buildlog.configure(debug=False)
-    with buildlog.capture(tmp_path) as path:
+    with buildlog.capture(tmp_path / "factory.log") as path:
         _library_warning_with_traceback()
         logging.getLogger("factory.targets.aws.promote").warning("one line of ours")
         logging.getLogger("factory.targets.aws.promote").debug(

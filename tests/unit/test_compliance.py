@@ -19,6 +19,7 @@ from factory.core.record import BuildDir
 from factory.errors import EXIT_VERIFY, ComplianceError, ToolError, VerifyError
 from factory.spec import Spec, load_spec
 from factory.stages.compliance import compliance, scap
+from factory.stages.seal.seal import SealResult
 
 pytestmark = pytest.mark.skipif(shutil.which("oscap") is None, reason="needs oscap (openscap-scanner)")
 
@@ -41,6 +42,12 @@ def write_spec(tmp_path: Path, compliance_yaml: str) -> Path:
     f = tmp_path / "tb.yaml"
     f.write_text(SPEC.format(compliance=compliance_yaml))
     return f
+
+
+def _sealed(image: Path, sha: str) -> SealResult:
+    return SealResult(
+        sealed_image=image, source_sha256=sha, sealed_sha256=sha, recheck_passed=True, removed=()
+    )
 
 
 def make_spec(tmp_path: Path, waivers: str = "[]") -> Spec:
@@ -67,7 +74,7 @@ def make_image(tmp_path: Path, sshd_config: str = "#PermitRootLogin prohibit-pas
 def sealed_build(tmp_path: Path, image: Path) -> tuple[BuildDir, str]:
     build = BuildDir.create(tmp_path / "build", "tb")
     sha = digest.sha256_file(image)
-    build.record_stage("seal", "ok", result={"sealed_image": str(image), "sealed_sha256": sha})
+    build.record_stage("seal", "ok", result=_sealed(image, sha))
     return build, sha
 
 
@@ -189,7 +196,7 @@ def test_publish_metadata_refuses_a_scan_of_another_image(tmp_path: Path) -> Non
     image = make_image(tmp_path)
     build, sha = sealed_build(tmp_path, image)
     compliance.gate(make_spec(tmp_path), build, image, sha)
-    build.record_stage("seal", "ok", result={"sealed_image": str(image), "sealed_sha256": "f" * 64})
+    build.record_stage("seal", "ok", result=_sealed(image, "f" * 64))
     with pytest.raises(VerifyError, match="not of the sealed image"):
         compliance.publish_metadata(make_spec(tmp_path), build)
 
@@ -270,89 +277,33 @@ def test_verify_compliance_only_refuses_a_changed_sealed_image(
 # -- the pipeline: compliance after seal, before export ------------------------------------------
 
 
-class _Stages:
-    """The stages before and after the scan replaced by small fakes (tests/unit/test_pipeline.py's way);
-    the scan itself is real."""
+def test_pipeline_scans_after_seal_and_stops_before_export(tmp_path: Path) -> None:
+    from fake_stages import FakeResult, Log, table
 
-    def __init__(self, tmp_path: Path, image: Path) -> None:
-        self.calls: list[str] = []
-        self.tmp, self.image = tmp_path, image
-
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from dataclasses import dataclass
-        from typing import Any
-
-        import factory.stages.export.export
-        import factory.stages.install.install
-        import factory.stages.media.media
-        import factory.stages.seal.seal
-        import factory.stages.validate.validate
-        import factory.stages.verify.verify
-
-        @dataclass(frozen=True)
-        class Media:
-            iso: Path
-            sha256: str = "a" * 64
-            volume_label: str = "TESTBED"
-
-        @dataclass(frozen=True)
-        class Verified:
-            passed: bool = True
-            image_sha256: str = "d" * 64
-
-        @dataclass(frozen=True)
-        class Findings:
-            findings: tuple[Any, ...] = ()
-
-        def install_stage(spec: Spec, media: Any, build: BuildDir, **kw: Any) -> dict[str, str]:
-            self.calls.append("install")
-            (build.path / "disk.qcow2").write_bytes(b"disk")
-            (build.path / "build-key").write_text("private")
-            (build.path / "build-key.pub").write_text("ssh-ed25519 AAAA image-factory-build-key")
-            return {}
-
-        def seal(spec: Spec, image: Path, build: BuildDir, **kw: Any) -> dict[str, Any]:
-            self.calls.append("seal")
-            return {"sealed_image": str(self.image), "sealed_sha256": digest.sha256_file(self.image)}
-
-        def export(spec: Spec, image: Path, sha: str, out: Path, **kw: Any) -> dict[str, Any]:
-            self.calls.append("export")
-            return {"artifacts": []}
-
-        monkeypatch.setattr(factory.stages.validate.validate, "validate_spec", lambda spec: Findings())
-        monkeypatch.setattr(
-            factory.stages.media.media, "prepare", lambda spec, **kw: Media(self.tmp / "x.iso")
-        )
-        monkeypatch.setattr(factory.stages.install.install, "install", install_stage)
-        monkeypatch.setattr(factory.stages.verify.verify, "verify", lambda *a, **kw: Verified())
-        monkeypatch.setattr(factory.stages.seal.seal, "seal", seal)
-        monkeypatch.setattr(factory.stages.export.export, "export", export)
-
-
-def test_pipeline_scans_after_seal_and_stops_before_export(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
     from factory import pipeline
     from factory.commands.build import compliance_lines
+    from factory.stages.compliance.stage import ComplianceStage
 
     image = make_image(tmp_path, sshd_config="PermitRootLogin yes\n")
-    stages = _Stages(tmp_path, image)
-    stages.install(monkeypatch)
+    sealed = FakeResult("seal", sealed_image=image, sealed_sha256=digest.sha256_file(image))
+    log = Log()
+    # The stages around the scan are fakes with the stage interface; the scan itself is real.
+    stages = tuple(table(log, seal={"result": sealed}, compliance=ComplianceStage()).values())
     options = pipeline.Options(build_root=tmp_path / "build")
-    failed = pipeline.run_build(make_spec(tmp_path), options, lambda *a: None)
+    failed = pipeline.run_build(make_spec(tmp_path), options, log.sink, stages)
     assert failed.exit_code == EXIT_VERIFY
     assert list(failed.stages)[-2:] == ["seal", "compliance"]
     assert failed.stages["compliance"]["status"] == "failed"
-    assert "export" not in stages.calls
+    assert "export" not in log.calls
     assert compliance_lines([failed]) == [f"compliance: tb: {PROFILE}: 2 passed / 1 failed / 0 waived"]
 
     # The same build with the rule waived: the verified, sealed image is reused; only the scan runs again.
     spec = make_spec(tmp_path, waivers=f"[{{rule: {RULE}, reason: lab only}}]")
-    stages.calls.clear()
-    passed = pipeline.run_build(spec, options, lambda *a: None)
+    log.calls.clear()
+    passed = pipeline.run_build(spec, options, log.sink, stages)
     assert passed.error is None, passed.error
     assert passed.build_dir == failed.build_dir
-    assert stages.calls == ["export"]
+    assert log.calls == ["validate", "media", "export"]
     assert [n for n, st in passed.stages.items() if st["status"] == "ok"] == [
         "validate",
         "media",
@@ -360,5 +311,5 @@ def test_pipeline_scans_after_seal_and_stops_before_export(
         "export",
     ]
     assert passed.compliance == f"{PROFILE}: 2 passed / 0 failed / 1 waived"
-    assert stages.calls[-1] == "export"
+    assert log.calls[-1] == "export"
     assert passed.stages["compliance"]["status"] == "ok"

@@ -14,6 +14,7 @@ from factory.errors import ExportError
 from factory.host import tools
 from factory.spec import ExportFormat, Spec
 from factory.stages.export import export
+from factory.stages.seal.seal import SealResult
 
 SIZE = 64 * 1024 * 1024
 
@@ -222,6 +223,12 @@ def test_vhd_needs_whole_mib(tmp_path: Path) -> None:
 # --- `factory export BUILD_DIR` ---------------------------------------------------------------------------
 
 
+def sealed_result(image: Path, sha: str) -> SealResult:
+    return SealResult(
+        sealed_image=image, source_sha256=sha, sealed_sha256=sha, recheck_passed=True, removed=()
+    )
+
+
 def _build(tmp_path: Path, disk: Path, *, sealed: bool) -> tuple[Path, Path]:
     (tmp_path / "t.ks").write_text("text\n")
     spec = tmp_path / "img.yaml"
@@ -231,9 +238,7 @@ def _build(tmp_path: Path, disk: Path, *, sealed: bool) -> tuple[Path, Path]:
     )
     build = BuildDir.create(tmp_path / "build", "img")
     if sealed:
-        build.record_stage(
-            "seal", "ok", result={"sealed_image": str(disk), "sealed_sha256": digest.sha256_file(disk)}
-        )
+        build.record_stage("seal", "ok", result=sealed_result(disk, digest.sha256_file(disk)))
     return build.path, spec
 
 

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from factory.core.record import BuildDir
-from factory.errors import EXIT_VERIFY, VerifyError
+from factory.errors import EXIT_VERIFY, InputError, VerifyError
 from factory.stages.promote.gate import require_verified
+from tests.records import artifact, exported, sealed, verified
 
 INSTALLED = "a" * 64
 SEALED = "b" * 64
@@ -17,25 +18,23 @@ RAW = "c" * 64
 OTHER = "d" * 64
 
 
-def _build(tmp_path: Path, stages: dict[str, tuple[str, dict[str, Any] | None]]) -> BuildDir:
+def _build(tmp_path: Path, stages: dict[str, tuple[str, Any]]) -> BuildDir:
     build = BuildDir.create(tmp_path, "testbed", "b1")
     for name, (status, result) in stages.items():
         build.record_stage(name, status, result=result)
     return build
 
 
-def _verify(passed: bool = True, sha: str = INSTALLED) -> tuple[str, dict[str, Any]]:
-    return "ok", {"passed": passed, "image_sha256": sha, "junit": "/x/junit.xml", "summary": {}}
+def _verify(passed: bool = True, sha: str = INSTALLED) -> tuple[str, Any]:
+    return "ok", verified(sha, passed)
 
 
-def _seal(source: str = INSTALLED, recheck: bool = True) -> tuple[str, dict[str, Any]]:
-    return "ok", {"source_sha256": source, "sealed_sha256": SEALED, "recheck_passed": recheck}
+def _seal(source: str = INSTALLED, recheck: bool = True) -> tuple[str, Any]:
+    return "ok", sealed(source, SEALED, Path("/x/sealed.qcow2"), recheck)
 
 
-def _export(source: str = SEALED) -> tuple[str, dict[str, Any]]:
-    return "ok", {
-        "artifacts": [{"format": "raw", "path": "/x/disk.raw", "sha256": RAW, "source_sha256": source}]
-    }
+def _export(source: str = SEALED) -> tuple[str, Any]:
+    return "ok", exported(artifact("raw", Path("/x/disk.raw"), RAW, source))
 
 
 GOOD = {"verify": _verify(), "seal": _seal(), "export": _export()}
@@ -97,3 +96,10 @@ def test_gate_refuses(tmp_path: Path, stages: dict[str, Any], image: str, says: 
         require_verified(_build(tmp_path, stages), image)
     assert says in err.value.message
     assert err.value.exit_code == EXIT_VERIFY
+
+
+def test_gate_refuses_a_hand_edited_result(tmp_path: Path) -> None:
+    # "passed": true alone is not a verification: a result that does not load as one is refused.
+    build = _build(tmp_path, {**GOOD, "verify": ("ok", {"passed": True, "image_sha256": INSTALLED})})
+    with pytest.raises(InputError, match="the recorded verify result is unreadable"):
+        require_verified(build, SEALED)

@@ -48,7 +48,7 @@ FAILURES = [
         "console",
         "missing-package",
     ),
-    # issue 14: the same markers as anaconda.log and the kernel print them
+    # the same markers as anaconda.log and the kernel print them
     ("13:05:40,117 ERR anaconda: CmdlineError: Missing package: nosuchpkg", "anaconda", "missing-package"),
     (
         "13:05:40,118 DEBUG anaconda: Installing error populating transaction, retrying (4/10)",
@@ -165,7 +165,7 @@ def test_recent_lines_are_bounded() -> None:
     assert list(mon.recent) == ["line 7", "line 8", "line 9"]
 
 
-# ------------------------------------------------------------------ real-format transcripts (issue 14)
+# ------------------------------------------------------------------ real-format transcripts
 CONSOLE = Path(__file__).resolve().parents[1] / "data" / "console"
 
 

@@ -27,7 +27,7 @@ def test_content_hash_is_stable() -> None:
         pytest.param({**SCRIPTS, "new.sh": b""}, VERSIONS, id="script-added"),
         pytest.param(SCRIPTS, {**VERSIONS, "busybox-static": "1:1.36.0-1"}, id="version-changed"),
         pytest.param(SCRIPTS, {**VERSIONS, "tree": "2.1.0-1"}, id="package-added"),
-        # The host's grub-mkimage links BOOTX64.EFI: a new one is a new EFI boot image (issue 14).
+        # The host's grub-mkimage links BOOTX64.EFI: a new one is a new EFI boot image.
         pytest.param(
             SCRIPTS, {**VERSIONS, build.GRUB_MKIMAGE: "grub-mkimage (GRUB) 2.12-1"}, id="grub-mkimage"
         ),

@@ -62,6 +62,7 @@ CORPUS = [
     ),
     ("post-no-erroronfail.ks", "RHEL7", [("post-no-erroronfail.ks", 7, "post-no-erroronfail")]),
     ("post-no-log.ks", "RHEL7", [("post-no-log.ks", 7, "post-no-log")]),
+    ("oscap-addon-unknown-key.ks", "RHEL7", [("oscap-addon-unknown-key.ks", 9, "oscap-addon")]),
     (
         "post-bare.ks",
         "RHEL7",
@@ -369,7 +370,7 @@ def test_ssh_service_name_comes_from_the_spec(tmp_path: Path) -> None:
     assert "add `services --enabled=ssh`" in report.findings[0].message
 
 
-# ------------------------------------------------------------------ %include written by %pre (issue 14)
+# ------------------------------------------------------------------ %include written by %pre
 PRE_INCLUDE_KS = """text
 network --bootproto=dhcp --device=eth0 --onboot=yes
 rootpw --lock

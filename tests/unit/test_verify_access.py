@@ -48,7 +48,7 @@ def test_script_refuses_anything_but_one_key_line(bad: str) -> None:
 
 
 def test_build_key_present_logs_in_as_before(build: BuildDir) -> None:
-    key = sshkey.create(build.path)
+    key = sshkey.create(build.key)
     with access.login(build, Accel.TCG) as login:
         assert login.key == key
         assert login.prepare_disk is None and not login.throwaway

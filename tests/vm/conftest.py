@@ -20,7 +20,7 @@ from factory.stages.media.media import MediaResult
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# ---------------------------------------------------------------- install-engine fixtures (issue 4)
+# ---------------------------------------------------------------- install-engine fixtures
 @pytest.fixture(scope="session")
 def testbed_media() -> MediaResult:
     from factory.testbed import build_testbed

@@ -70,4 +70,4 @@ def fresh_copy(installed: Installed, folder: Path) -> Installed:
 
 
 def key_of(build: BuildDir) -> sshkey.BuildKey:
-    return sshkey.load(build.path)
+    return sshkey.load(build.key)

@@ -16,6 +16,7 @@ from factory.core.record import BuildDir
 from factory.errors import InstallError
 from factory.spec import Spec
 from factory.stages.install import install
+from factory.stages.media import media
 from factory.stages.media.media import MediaResult
 
 pytestmark = pytest.mark.vm
@@ -63,7 +64,8 @@ def cpu_load() -> Iterator[None]:
 def test_install_succeeds(
     mode: str, testbed_spec: Callable[..., Spec], testbed_media: MediaResult, build_dir: BuildDir
 ) -> None:
-    result = install.install(testbed_spec(mode), testbed_media, build_dir)
+    spec = testbed_spec(mode)
+    result = install.install(spec, media.for_boot(spec, testbed_media), build_dir)
     assert result.disk == build_dir.path / "disk.qcow2"
     assert result.disk.is_file()
     assert not list(build_dir.path.glob(".disk.qcow2.part"))
@@ -128,7 +130,7 @@ def test_typing_under_full_cpu_load(
     # testbed.fail=crash stops the install early: this test is about the typed line, not the install.
     spec = testbed_spec("serial-prompt", ("testbed.fail=crash",))
     with pytest.raises(InstallError) as err:
-        install.install(spec, testbed_media, build_dir)
+        install.install(spec, media.for_boot(spec, testbed_media), build_dir)
     assert err.value.kind == "traceback"  # testbed.fail=crash, typed last, reached the installer
     # Checked through lossless channels: under this load the guest-to-host serial output drops bytes
     # (QEMU gives up on a full console socket), so the kernel's printed command line is no witness.

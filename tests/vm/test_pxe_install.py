@@ -37,7 +37,7 @@ def test_pxe_install_then_verify(
     assert {"images/install.img", "images/install.pkgs", "isolinux/vmlinuz", "Packages/"} <= fetched
     assert not (build_dir.path / ".boot").exists() or not any((build_dir.path / ".boot").iterdir())
     # The same gate as a CD-ROM install: boot the disk and run the acceptance suite.
-    vres = verify.verify(spec, result.disk, build_dir, key=sshkey.load(build_dir.path))
+    vres = verify.verify(spec, result.disk, build_dir, key=sshkey.load(build_dir.key))
     assert vres.passed, vres.summary
 
 

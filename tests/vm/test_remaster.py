@@ -19,7 +19,7 @@ from factory.stages.media import media
 
 pytestmark = pytest.mark.vm
 
-# Measured: about 0.3 s under TCG (NOTES.md); generous for a loaded CI host.
+# Measured: about 0.3 s under TCG on the development machine; generous for a loaded CI host.
 PROMPT_TIMEOUT_S = 60
 # How long the stock (unremastered) media is watched for a prompt that must not come.
 SILENCE_S = 5

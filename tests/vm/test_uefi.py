@@ -12,6 +12,7 @@ import pytest
 from factory.core.record import BuildDir
 from factory.spec import Firmware, Spec
 from factory.stages.install import install
+from factory.stages.media import media
 from factory.stages.media.media import MediaResult
 from factory.vm import qemu
 
@@ -29,7 +30,7 @@ def uefi_spec(testbed_spec: Callable[..., Spec]) -> Spec:
 def test_uefi_serial_prompt_installs_through_grub(
     uefi_spec: Spec, testbed_media: MediaResult, build_dir: BuildDir
 ) -> None:
-    result = install.install(uefi_spec, testbed_media, build_dir)
+    result = install.install(uefi_spec, media.for_boot(uefi_spec, testbed_media), build_dir)
     print(
         f"UEFI serial-prompt install: guest {result.guest_seconds:.1f} s, stage {result.total_seconds:.1f} s"
     )

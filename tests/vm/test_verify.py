@@ -1,4 +1,5 @@
-"""verify against a real testbed install under QEMU: the pass case and each bad input of issue 5."""
+"""verify against a real testbed install under QEMU: the pass case and each bad input (no disk, no key,
+panic, no sshd...)."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def blank(tmp_path: Path) -> Installed:
     """A build whose disk is a blank qcow2: SeaBIOS finds nothing to boot (no install needed)."""
     spec = make_testbed_spec(tmp_path / "spec")
     build = BuildDir.create(tmp_path / "build", spec.name)
-    sshkey.create(build.path)
+    sshkey.create(build.key)
     disk = build.path / "disk.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "1G"], check=True)
     return Installed(spec, build, disk)

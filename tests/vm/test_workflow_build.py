@@ -32,7 +32,7 @@ def test_build_script_builds_the_testbed_and_lays_out_the_artifacts(tmp_path: Pa
         # The installed factory: the command tox's build-testbed runs, without making a tox venv here.
         "FACTORY_BUILD_VIA": "factory",
         "FACTORY_BUILD_DIR": str(builds),
-        # The workflow runs on hosted runners; here no KVM works (shared/NOTES.md), so no probe boot.
+        # The workflow runs on hosted runners; on a host where KVM does not work, no probe boot.
         "FACTORY_BUILD_ARGS": "",
         "GITHUB_OUTPUT": str(gh_output),
     }

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from factory.core import digest, offline
 from factory.core.record import BuildDir, atomic_write_text
-from factory.errors import ComplianceError, ToolError, VerifyError
+from factory.errors import ToolError, VerifyError
 from factory.host import tools
 from factory.spec import Accel, Spec
 from factory.stages.compliance import scap
@@ -253,24 +253,15 @@ def stage_inputs(spec: Spec, image_sha256: str) -> str:
 
 
 def gate(spec: Spec, build: BuildDir, image: Path, image_sha256: str) -> ComplianceResult:
-    """Scan the sealed image and record stage "compliance" (with the result, passing or not); raises
-    ComplianceError (exit 6) naming the unwaived failing rules."""
-    inputs = stage_inputs(spec, image_sha256)
-    started = time.monotonic()
-    build.record["stages"][STAGE] = {"status": "running"}
-    build.save()
-    try:
-        result = scan(spec, image, build.path / STAGE, image_sha256=image_sha256)
-    except BaseException as exc:
-        build.record_stage(
-            STAGE, "failed", inputs=inputs, started=started, error=str(exc) or type(exc).__name__
-        )
-        raise
-    if not result.passed:
-        message = failure_message(spec, result)
-        build.record_stage(STAGE, "failed", result=result, inputs=inputs, started=started, error=message)
-        raise ComplianceError(message, artifacts=(result.report, result.junit))
-    build.record_stage(STAGE, "ok", result=result, inputs=inputs, started=started)
+    """Scan `image` and record stage "compliance" (with the result, passing or not) through the pipeline's
+    runner; raises ComplianceError (exit 6) naming the unwaived failing rules."""
+    from factory.pipeline import run_stage_objects
+    from factory.stages.base import Context
+    from factory.stages.compliance.stage import ComplianceStage
+
+    ctx = Context(spec=spec, build_dir=build)
+    run_stage_objects(ctx, [ComplianceStage(image=image, image_sha256=image_sha256)])
+    result: ComplianceResult = ctx.results[STAGE]
     return result
 
 

@@ -32,6 +32,7 @@ SSG_DATASTREAMS: dict[tuple[str, str], tuple[Path, str]] = {
     ("oraclelinux", "7"): (SSG_CONTENT / "ssg-ol7-ds.xml", "ssg-nondebian"),
 }
 XCCDF = "{http://checklists.nist.gov/xccdf/1.2}"
+DS = "{http://scap.nist.gov/schema/scap/source/1.2}"
 # Rule results that make the gate fail unless waived: the check failed, or it could not tell.
 FAILING = frozenset({"fail", "error", "unknown"})
 
@@ -43,6 +44,10 @@ class Content:
     version: str
     profiles: dict[str, str]  # id -> title
     rules: frozenset[str]
+    # What anaconda's %addon org_fedora_oscap names as datastream-id and xccdf-id: the source datastream's
+    # data-stream ids and the component-ref ids of its checklists (empty for a bare XCCDF benchmark).
+    datastreams: tuple[str, ...] = ()
+    checklists: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,12 +81,19 @@ def _parse(path: Path) -> Content:
     benchmark, version = "", ""
     profiles: dict[str, str] = {}
     rules: set[str] = set()
+    datastreams: list[str] = []
+    checklists: list[str] = []
     stack: list[str] = []
     for event, el in ET.iterparse(path, events=("start", "end")):
         if event == "start":
+            parent = stack[-1] if stack else ""
             stack.append(el.tag)
             if el.tag == f"{XCCDF}Benchmark" and not benchmark:
                 benchmark = el.get("id", "")
+            elif el.tag == f"{DS}data-stream":
+                datastreams.append(el.get("id", ""))
+            elif el.tag == f"{DS}component-ref" and parent == f"{DS}checklists":
+                checklists.append(el.get("id", ""))
             continue
         stack.pop()
         parent = stack[-1] if stack else ""
@@ -95,7 +107,8 @@ def _parse(path: Path) -> Content:
             el.clear()
     if not benchmark:
         raise ValueError("no XCCDF 1.2 Benchmark in it")
-    return Content(path, benchmark, version or "unknown", profiles, frozenset(rules))
+    found = (tuple(datastreams), tuple(checklists))
+    return Content(path, benchmark, version or "unknown", profiles, frozenset(rules), *found)
 
 
 @functools.lru_cache(maxsize=16)

@@ -13,7 +13,8 @@ Formats and who takes them:
 
 Every artifact is written under a temp name, checked (qemu-img info: format and virtual size match the
 source; qemu-img check where the format has one), hashed, and only then renamed into place, all together:
-a failed export leaves none of its files behind. `manifest.json` lists every artifact.
+a failed export leaves none of its files behind. `manifest.json` lists every artifact, and the image's
+CycloneDX SBOM (`<spec>.cdx.json`, from the packages verify recorded) with its sha256.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from factory.core import digest
 from factory.core.record import atomic_write_text, to_jsonable
@@ -35,6 +36,9 @@ from factory.errors import ExportError, ToolError
 from factory.host import tools
 from factory.spec import ExportFormat, Spec
 from factory.stages.export import ova
+
+if TYPE_CHECKING:
+    from factory.stages.verify.inventory import Inventory
 
 # Conversions are disk-bound and qcow2/vmdk compression is CPU-bound: two at a time suits a small host.
 WORKERS = 2
@@ -100,6 +104,7 @@ class ExportResult:
     artifacts: tuple[Artifact, ...]
     manifest: Path
     oci: OciInfo | None = None
+    sbom: Path | None = None
 
 
 def image_info(path: Path, fmt: str | None = None) -> dict[str, Any]:
@@ -137,11 +142,13 @@ def export(
     build_id: str = "local",
     iso: Path | None = None,
     labels: Mapping[str, str] | None = None,
+    inventory: Inventory | None = None,
 ) -> ExportResult:
     """Convert `image` (the sealed disk, whose sha256 is `source_sha256`) to every format in spec.export.
 
     `build_id` tags the OCI image (its ref in the layout and its version label); `iso` is the install medium
-    the build used, which the PXE tree is made from.
+    the build used, which the PXE tree is made from; `inventory` the packages verify recorded, written as
+    the SBOM.
     """
     all_formats = _requested(spec)
     if ExportFormat.PXE in all_formats and iso is None:
@@ -215,11 +222,34 @@ def export(
         "spec": spec.name,
         "source_sha256": source_sha256,
         "artifacts": to_jsonable(list(artifacts)),
+        **({} if info is None else {"oci": to_jsonable(info)}),
     }
-    if info is not None:
-        doc["oci"] = to_jsonable(info)
+    sbom_path = _write_sbom(spec, inventory, out_dir, build_id, doc)
     atomic_write_text(manifest, json.dumps(doc, indent=2) + "\n")
-    return ExportResult(artifacts=artifacts, manifest=manifest, oci=info)
+    return ExportResult(artifacts=artifacts, manifest=manifest, oci=info, sbom=sbom_path)
+
+
+def _write_sbom(
+    spec: Spec, inventory: Inventory | None, out_dir: Path, build_id: str, manifest: dict[str, Any]
+) -> Path | None:
+    """The CycloneDX SBOM of the sealed image (its sha256 is the metadata component's hash), entered in the
+    manifest under "sbom"; None when verify recorded no inventory."""
+    from factory.stages.verify import sbom
+
+    if inventory is None:
+        return None
+    path = out_dir / f"{spec.name}.cdx.json"
+    source_sha256 = manifest["source_sha256"]
+    sha = sbom.write(path, inventory, name=spec.name, version=build_id, image_sha256=source_sha256)
+    atomic_write_text(path.with_name(path.name + ".sha256"), f"{sha}  {path.name}\n")
+    manifest["sbom"] = {
+        "path": str(path),
+        "sha256": sha,
+        "format": f"CycloneDX {sbom.SCHEMA.to_version()} JSON",
+        "components": len(inventory.packages),
+        "source_sha256": source_sha256,
+    }
+    return path
 
 
 def _place(art: Artifact, tmp: Path) -> None:

@@ -39,7 +39,6 @@ from factory.vm import accel, qemu, sshkey
 
 log = logging.getLogger("factory.stages.install.install")
 
-DISK_NAME = "disk.qcow2"
 # After the first failure marker, keep reading this long: the lines after it (the traceback's last line,
 # the kernel's panic reason) and a more specific marker often follow within a second.
 GRACE_SECONDS = 1.5
@@ -140,23 +139,26 @@ def install(
     keep_on_error: bool = False,
     progress: ProgressCallback | None = None,
     ks_path_for_guest: str | None = None,
+    kickstart: str | None = None,
 ) -> InstallResult:
     """Install `media_result` with `spec`'s kickstart into build/disk.qcow2; InstallError on any failure.
 
     `progress` gets every monitor event (default: a rich status line + package bar on a terminal).
     `ks_path_for_guest` (tests only) tells the guest a different path on the kickstart server.
+    `kickstart`: the flattened kickstart when the caller has it already (the build flattens it once).
     """
     started = time.monotonic()
-    boot_dir = build.path / ".boot"
-    part = build.path / f".{DISK_NAME}.part"
-    final = build.path / DISK_NAME
+    boot_dir = build.boot_dir
+    part = build.disk_part
+    final = build.disk
     final.unlink(missing_ok=True)  # a rebuild: the old disk must not survive a failed attempt
     try:
         kernel = media.read_file(media_result.iso, "/isolinux/vmlinuz", boot_dir / "vmlinuz")
         initrd = media.read_file(media_result.iso, "/isolinux/initrd.img", boot_dir / "initrd.img")
         chosen = accel.resolve(spec.vm.accel, accel.ProbeGuest(kernel, initrd))
-        key = sshkey.create(build.path)
-        kickstart = flatten_for_spec(spec).text
+        key = sshkey.create(build.key)
+        if kickstart is None:
+            kickstart = flatten_for_spec(spec).text
         served = kickstart + sshkey.post_snippet(key)
         tools.run(["qemu-img", "create", "-q", "-f", "qcow2", part, f"{spec.vm.disk_gib}G"], timeout=60)
         repo = None
@@ -231,13 +233,13 @@ def _run_vm(
     ks_path_for_guest: str | None,
 ) -> tuple[float, int, int]:
     """Boot and watch the installer; (guest seconds, packages, typing repairs) on success."""
-    artifacts = (build.path / "console.log", build.path / "anaconda.log", build.path / "ks-requests.log")
+    artifacts = (build.console_log, build.anaconda_log, build.ks_requests_log)
     for artifact in artifacts[:2]:
         artifact.unlink(missing_ok=True)  # a retry in the same build dir starts fresh transcripts
     # Unix socket paths hold 107 bytes: QEMU's live in a short temporary folder, not under the build path
     # (which can be deep). A link in the build dir names it, for `factory console BUILD`.
     sockets = Path(tempfile.mkdtemp(prefix="factory-install-"))
-    link = build.path / "console.sock"
+    link = build.console_socket
     link.unlink(missing_ok=True)
     link.symlink_to(sockets / "console.sock")
     kept = False
@@ -249,9 +251,7 @@ def _run_vm(
 
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(remove_sockets)
-        ks = cleanup.enter_context(
-            KickstartServer(plan.served, build.path / "ks-requests.log", repo=plan.repo)
-        )
+        ks = cleanup.enter_context(KickstartServer(plan.served, build.ks_requests_log, repo=plan.repo))
         arg_list = boot_arg_list(spec, media_result.volume_label, ks.guest_url(ks_path_for_guest))
         args = " ".join(arg_list)
         serial = spec.boot.mode is BootMode.SERIAL_PROMPT
@@ -269,7 +269,12 @@ def _run_vm(
         direct = not serial and tftp is None  # -kernel/-initrd/-append: boot.mode kernel
         # serial-prompt boots the remastered copy (serial isolinux with a plain boot: prompt, serial GRUB);
         # pxe boots from QEMU's TFTP with no medium attached.
-        cdrom = None if tftp else media.remaster_for_serial(media_result.iso) if serial else media_result.iso
+        cdrom = None if tftp else media_result.boot_iso if serial else media_result.iso
+        if serial and cdrom is None:
+            raise MediaError(
+                f"{media_result.iso}: boot.mode serial-prompt needs the media stage's serial boot copy "
+                "(media.for_boot)"
+            )
         line = bootprompt.plan(cdrom, sockets, arg_list) if serial and cdrom is not None else None
         cfg = qemu.VmConfig(
             serial_socket=sockets / "console.sock",

@@ -12,6 +12,7 @@ Cache layout (under `factory.core.paths.cache_dir()`):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -43,7 +44,7 @@ from factory.core import digest, paths
 from factory.core.record import atomic_write_text
 from factory.errors import MediaError
 from factory.host import tools
-from factory.spec import Spec
+from factory.spec import BootMode, Spec
 
 # Seconds without a byte from the server before one attempt counts as failed (urllib socket timeout).
 READ_TIMEOUT_S = 30.0
@@ -78,6 +79,16 @@ class MediaResult:
     volume_label: str
     # Where it came from: the URL, the local path, or "builtin:testbed".
     source: str
+    # What the install boots when it types at the boot loader (boot.mode serial-prompt): a cached copy
+    # whose isolinux/GRUB talk on the serial console (remaster_for_serial); None for the other modes.
+    boot_iso: Path | None = None
+
+
+def for_boot(spec: Spec, result: MediaResult) -> MediaResult:
+    """`result` with the medium the spec's boot mode boots (the media stage does this, not the install)."""
+    if spec.boot.mode is not BootMode.SERIAL_PROMPT:
+        return result
+    return dataclasses.replace(result, boot_iso=remaster_for_serial(result.iso))
 
 
 def prepare(spec: Spec, *, progress: ShowProgress = True) -> MediaResult:

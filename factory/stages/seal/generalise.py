@@ -67,7 +67,7 @@ def write_generalised_note(out: Path, source_sha256: str, removed: tuple[str, ..
 
 def generalised_overlay(build: BuildDir, source_sha256: str) -> tuple[Path, tuple[str, ...]] | None:
     """Verify's generalised overlay of this very image, if there is one."""
-    folder = build.path / "verify"
+    folder = build.verify_dir
     disk, note = folder / GENERALISED, folder / GENERALISED_NOTE
     try:
         doc = json.loads(note.read_text())
@@ -80,4 +80,4 @@ def generalised_overlay(build: BuildDir, source_sha256: str) -> tuple[Path, tupl
 
 def drop_generalised(build: BuildDir) -> None:
     for name in (GENERALISED, GENERALISED_NOTE):
-        (build.path / "verify" / name).unlink(missing_ok=True)
+        (build.verify_dir / name).unlink(missing_ok=True)

@@ -125,13 +125,13 @@ def seal(spec: Spec, image: Path, build: BuildDir, *, key: BuildKey) -> SealResu
         raise SealError(f"{image}: no such image to seal")
     if not key.exists():
         raise SealError(f"{key.private}: the build key is missing (was the image already sealed?)")
-    out = build.path / "seal"
+    out = build.seal_dir
     out.mkdir(parents=True, exist_ok=True)
     for stale in (out / "console.log", out / "bios.log"):
         stale.unlink(missing_ok=True)
     source_sha256 = digest.sha256_file(image)
-    final = build.path / "sealed.qcow2"
-    tmp = build.path / "sealed.qcow2.tmp"
+    final = build.sealed_image
+    tmp = final.with_name(final.name + ".tmp")
     final.unlink(missing_ok=True)
     accel = accel_mod.resolve(spec.vm.accel)
     taken = generalised_overlay(build, source_sha256)

@@ -242,7 +242,12 @@ def _pre_written(lines: list[str]) -> dict[str, int]:
 
 def oscap_addon(profile: str) -> str:
     """Anaconda's OpenSCAP add-on section: remediate the installed system to `profile` at install time,
-    with the SCAP Security Guide content the installer image carries (content-type scap-security-guide)."""
+    with the SCAP Security Guide content the installer image carries (content-type scap-security-guide).
+
+    The same two keys as SSG's own RHEL 7 kickstarts (ssg-rhel7-*-ks.cfg). Deliberately no datastream-id
+    or xccdf-id: the add-on reads the installer image's SSG, not the host's 0.1.65 whose ids the factory
+    can check, and each SSG datastream has one data-stream and one checklist, which the add-on takes by
+    default (tests/unit/test_compliance_addon.py checks both against ssg-nondebian)."""
     return f"%addon org_fedora_oscap\n    content-type = scap-security-guide\n    profile = {profile}\n%end\n"
 
 

@@ -15,6 +15,8 @@ from typing import Any
 from pykickstart import constants
 
 from factory.spec import Spec, UploadMethod
+from factory.stages.compliance import scap
+from factory.stages.validate import oscap_addon
 from factory.stages.validate.flatten import Flattened
 
 Hit = tuple[int, str]
@@ -199,6 +201,32 @@ def post_no_log(ctx: Context) -> Iterator[Hit]:
             yield _lineno(script), "%post without --log=/root/ks-post-NAME.log: its output would be lost"
 
 
+def _scap_content(spec: Spec | None) -> scap.Content | None:
+    """The SCAP content an `%addon org_fedora_oscap` of type scap-security-guide stands for, when it is on
+    this host (else its ids cannot be checked here; the build's preflight installs it)."""
+    if spec is None:
+        return None
+    path = spec.compliance_datastream() or scap.default_datastream(
+        spec.os, scap.major_release(spec.os_release, spec.kickstart.version)
+    )
+    if path is None or not path.is_file():
+        return None
+    try:
+        return scap.read_content(path)
+    except (OSError, ValueError):
+        return None  # the spec check says what is wrong with a given datastream
+
+
+def oscap_addon_rule(ctx: Context) -> Iterator[Hit]:
+    found = oscap_addon.sections(ctx.flat.text)
+    if not found:
+        return
+    content = _scap_content(ctx.spec)
+    expected = ctx.spec.compliance.profile if ctx.spec is not None and ctx.spec.compliance else None
+    for section in found:
+        yield from oscap_addon.problems(section, content, expected)
+
+
 RULES: tuple[Rule, ...] = (
     Rule("network-onboot", "every network device says --onboot=yes", network_onboot),
     Rule("no-shutdown", "the install ends with poweroff/shutdown", no_shutdown),
@@ -214,6 +242,11 @@ RULES: tuple[Rule, ...] = (
     Rule("no-serial-console", "bootloader --append has console=ttyS0", no_serial_console),
     Rule("post-no-erroronfail", "every %post has --erroronfail", post_no_erroronfail),
     Rule("post-no-log", "every %post has --log", post_no_log),
+    Rule(
+        "oscap-addon",
+        "%addon org_fedora_oscap holds only what anaconda's OpenSCAP add-on accepts, and its profile exists",
+        oscap_addon_rule,
+    ),
 )
 
 RULE_NAMES: frozenset[str] = frozenset(r.name for r in RULES)

@@ -230,12 +230,8 @@ def login(build: BuildDir, accel: Accel) -> Iterator[Login]:
     """The key verify logs in with: the build key when the build still has it, else a throw-away one.
 
     `accel` (the spec's) is resolved only when the offline write needs it (libguestfs's appliance)."""
-    try:
-        key = sshkey.load(build.path)
-    except FileNotFoundError:
-        key = None
-    if key is not None and key.exists():
-        yield Login(key=key, prepare_disk=None)
+    if build.key.is_file() and build.key_pub.is_file():
+        yield Login(key=sshkey.load(build.key), prepare_disk=None)
         return
     with throwaway_key() as fresh:
 

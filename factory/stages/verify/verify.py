@@ -7,7 +7,9 @@ is deleted afterwards, and the image's sha256 is compared before and after. The 
 `python -m pytest tests/images` in a subprocess with testinfra's SSH backend, so its results are plain
 JUnit XML and a failing check can never crash the factory. A guest that cannot get to SSH fails fast:
 SeaBIOS finding no bootable disk, a kernel panic, an emergency shell or the VM exiting end the wait at
-once with a VerifyError (exit 6) carrying the serial transcript.
+once with a VerifyError (exit 6) carrying the serial transcript. Over the same SSH connection the image's
+installed packages are recorded (`inventory.py`, `verify/inventory.json`) and compared with the previous
+verified build of the spec (`pkgdiff.py`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from factory.errors import FactoryError, VerifyError
 from factory.host import tools
 from factory.spec import Spec
 from factory.stages.seal import generalise
-from factory.stages.verify import checks
+from factory.stages.verify import checks, inventory, pkgdiff
 from factory.vm import qemu
 from factory.vm.guest import draining, fail, free_port, overlay, vm_config, wait_for_ssh, write_ssh_config
 from factory.vm.sshkey import BuildKey
@@ -56,6 +58,12 @@ class VerifyResult:
     transcript: Path
     # Seconds spent generalising the passing boot for the seal stage (0: not asked, or the suite failed).
     generalise_s: float = 0.0
+    # The installed packages (verify/inventory.json), the seconds their query took, and what changed since
+    # the previous verified build of the spec (None: the first one).
+    inventory: Path | None = None
+    packages: int = 0
+    inventory_s: float = 0.0
+    package_diff: pkgdiff.PackageDiff | None = None
 
 
 def suite_dir() -> Path:
@@ -143,10 +151,10 @@ def verify(
         raise VerifyError(
             f"{suite_dir()}: the acceptance suite is missing (run the factory from its source tree)"
         )
-    out = build.path / "verify"
+    out = build.verify_dir
     out.mkdir(parents=True, exist_ok=True)
     transcript, bios_log, junit = out / "console.log", out / "bios.log", out / "junit.xml"
-    for stale in (transcript, bios_log, junit):
+    for stale in (transcript, bios_log, junit, build.path / inventory.INVENTORY):
         stale.unlink(missing_ok=True)
     generalise.drop_generalised(build)
     image_sha256 = digest.sha256_file(image)
@@ -166,6 +174,11 @@ def verify(
             try:
                 with draining(vm):
                     status, suite_s = run_suite(spec, port, ssh_config, junit, out / "pytest.log")
+                    # Over the suite's still-open SSH master, before generalising changes the guest.
+                    started = time.monotonic()
+                    installed = inventory.collect(ssh_config)
+                    inventory_path = inventory.save(installed, build.path)
+                    inventory_s = time.monotonic() - started
                     if generalise_boot and status == 0:
                         # The suite passed: generalise this very boot, so sealing needs no second one.
                         started = time.monotonic()
@@ -189,6 +202,7 @@ def verify(
             transcript,
         )
     summary = parse_junit(junit)
+    package_diff = pkgdiff.against_previous(build)
     return VerifyResult(
         passed=status == 0 and summary.failed == 0 and summary.errors == 0,
         image_sha256=image_sha256,
@@ -198,4 +212,8 @@ def verify(
         suite_s=round(suite_s, 2),
         transcript=transcript,
         generalise_s=round(generalise_s, 2),
+        inventory=inventory_path,
+        packages=len(installed.packages),
+        inventory_s=round(inventory_s, 2),
+        package_diff=package_diff,
     )

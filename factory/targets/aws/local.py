@@ -1,7 +1,7 @@
 """The embedded local AWS (`aws.endpoint_url: local`): a moto server for one run; the demo needs no account.
 
 moto is a stand-in, not AWS: it accepts any keys, keeps everything in memory, copies images at once, never
-shows copies as encrypted and cannot import VMs (see shared/NOTES.md); motoserver.py adds the AWS rules
+shows copies as encrypted and cannot import VMs; motoserver.py adds the AWS rules
 for cross-account copies that moto lacks. It proves the factory's calls and
 their order, not that AWS would accept the image.
 """

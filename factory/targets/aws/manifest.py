@@ -6,41 +6,28 @@ a re-run reads it back to finish the job, and `factory promote --cleanup` reads 
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from pathlib import Path
 from typing import Any
 
-from factory.core.record import atomic_write_text
-from factory.errors import InputError
+from factory.core.manifest import JsonManifest
 
 NAME = "promotion.json"
 
 
-class Manifest:
+class Manifest(JsonManifest):
     """The promotion manifest of one build; every setter saves at once."""
 
-    def __init__(self, path: Path, data: dict[str, Any]) -> None:
-        self.path = path
-        self.data = data
+    what = "promotion manifest"
 
     @classmethod
     def load(cls, build_path: Path, *, build_id: str, spec: str, image_sha256: str) -> Manifest:
         path = build_path / NAME
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except FileNotFoundError:
-            data = {"build_id": build_id, "spec": spec, "image_sha256": image_sha256, "state": "new"}
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"{path}: unreadable promotion manifest: {exc}") from None
+        fresh = {"build_id": build_id, "spec": spec, "image_sha256": image_sha256, "state": "new"}
+        data = cls.read(path, fresh)
         data.setdefault("source", {})
         data.setdefault("copies", {})
         data.setdefault("retired", [])
         return cls(path, data)
-
-    def save(self) -> None:
-        self.data["updated"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        atomic_write_text(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
 
     @property
     def source(self) -> dict[str, Any]:
@@ -57,14 +44,6 @@ class Manifest:
 
     def update_copy(self, profile: str, region: str, **fields: Any) -> None:
         self.copy(profile, region).update(fields)
-        self.save()
-
-    def set_state(self, state: str, error: str | None = None) -> None:
-        self.data["state"] = state
-        if error is None:
-            self.data.pop("error", None)
-        else:
-            self.data["error"] = error
         self.save()
 
     def add_retired(self, profile: str, region: str, ami_id: str, snapshot_ids: list[str], why: str) -> None:

@@ -4,7 +4,7 @@ rules that moto 5.2.5 lacks. The tests' session server and the demo's `endpoint_
 The factory talks to it over HTTP only; the rules below are installed into moto's backends inside the
 server process (`python -m factory.targets.aws.motoserver`), so no client-side patching is involved.
 
-Extensions (each is what AWS documents; moto's own behaviour is in shared/NOTES.md):
+Extensions (each is what AWS documents for the call; moto 5.2.5 does neither):
 
 1. **Cross-account CopyImage.** moto looks the source AMI up only in the caller's own account, so a copy
    of an AMI shared by another account fails as "not found" however it was shared. Here, when the source

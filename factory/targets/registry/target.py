@@ -200,7 +200,7 @@ class RegistryTarget:
         build_tag = ctx.build.build_id
         ref = layout_ref(artifact.path)
         where = f"{cfg.url}/{cfg.repository}"
-        scratch = ctx.build.path / "targets" / ".registry-digest"
+        scratch = ctx.build.targets_dir / ".registry-digest"
         pushed = skopeo.digest(build_tag) != digest
         if pushed:
             ctx.emit(KEY, "push", f"{where}:{build_tag}")
