@@ -14,7 +14,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from factory.core.record import atomic_write_text
@@ -104,12 +104,17 @@ def _image_format(image: Path) -> str:
 
 
 @contextlib.contextmanager
-def overlay(image: Path, path: Path) -> Iterator[Path]:
-    """A qcow2 overlay backed by `image` (which stays untouched), deleted when the block ends."""
+def overlay(image: Path, path: Path, prepare: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """A qcow2 overlay backed by `image` (which stays untouched), deleted when the block ends.
+
+    `prepare`, when given, is called with the new overlay before it is handed out (verify's offline access
+    key goes in there: into the overlay, never into `image`)."""
     path.unlink(missing_ok=True)
     fmt = _image_format(image)
     tools.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b", image.resolve(), path], timeout=60)
     try:
+        if prepare is not None:
+            prepare(path)
         yield path
     finally:
         path.unlink(missing_ok=True)

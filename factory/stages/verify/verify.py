@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,13 +128,20 @@ def _close_ssh_master(ssh_config: Path) -> None:
 
 
 def verify(
-    spec: Spec, image: Path, build: BuildDir, *, key: BuildKey, generalise_boot: bool = False
+    spec: Spec,
+    image: Path,
+    build: BuildDir,
+    *,
+    key: BuildKey,
+    generalise_boot: bool = False,
+    prepare_disk: Callable[[Path], None] | None = None,
 ) -> VerifyResult:
     """Boot `image` on an overlay, wait for SSH, run tests/images; the image itself is never modified.
 
     With `generalise_boot`, a passing boot is then cleaned for sealing (`factory.stages.seal.generalise`)
     and its overlay
-    kept as `verify/generalised.qcow2` for the seal stage."""
+    kept as `verify/generalised.qcow2` for the seal stage. `prepare_disk` is called with the throw-away
+    overlay before it boots (`factory.stages.verify.access` adds its login key there)."""
     checks.require_known_skips(spec)
     if not image.is_file():
         raise VerifyError(f"{image}: no such image to verify")
@@ -157,7 +165,7 @@ def verify(
     try:
         ssh_config = write_ssh_config(out / "ssh_config", key, port, sockets / "ssh-%C")
         with (
-            overlay(image, out / "overlay.qcow2") as disk,
+            overlay(image, out / "overlay.qcow2", prepare_disk) as disk,
             qemu.running(vm_config(spec, disk, port, sockets, bios_log), transcript) as vm,
         ):
             ssh_ready_s = wait_for_ssh(
