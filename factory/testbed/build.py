@@ -37,7 +37,8 @@ VOLUME_LABEL = "TESTBED 1 x86_64"
 # Bumped when the layout changes in a way the hashed inputs would not show.
 # 3: UEFI boot (GRUB in images/efiboot.img as the El Torito EFI entry, EFI/BOOT/grub.cfg), as on EL 7;
 #    the installer initramfs carries `ena` and `modules.builtin` (AWS's driver checks).
-FORMAT = 4
+# 5: cloud-init in the base system; the installed system mounts root=LABEL=root (virtio or NVMe disk).
+FORMAT = 5
 SUITE = "bookworm"
 DATA = Path(__file__).parent
 
@@ -58,7 +59,12 @@ MEDIA_PACKAGES = (
 )
 # The base system (images/install.img): sysvinit boots in seconds under TCG where systemd took 32 s
 # to a login prompt; busybox provides udhcpc for the EL7-style network service.
-BASE_PACKAGES = ("sysvinit-core", "openssh-server", "busybox", "extlinux", "syslinux-common", "e2fsprogs")
+# cloud-init (Debian's, with growpart from cloud-guest-utils and sudo for its default user) lets the
+# target boot profiles of verify run for real: Ec2 / ConfigDrive / OVF picked by ds-identify.
+BASE_PACKAGES = (
+    "sysvinit-core", "openssh-server", "busybox", "extlinux", "syslinux-common", "e2fsprogs",
+    "cloud-init", "cloud-guest-utils", "sudo",
+)  # fmt: skip
 # Real, small .debs for %packages, shipped under Packages/ (their dependencies are in the base).
 EXTRA_PACKAGES = ("tree", "less")
 # Loaded explicitly, in dependency order, by the installer and by the installed system's boot.
@@ -87,6 +93,8 @@ SCRIPTS = (
     "rootfs/mountkernfs.sh",
     "rootfs/mountdevsubfs.sh",
     "rootfs/mounts-lib.sh",
+    "rootfs/cloud-init-default.sh",
+    "rootfs/cloud-testbed.cfg",
     "build.py",
     "cpio.py",
     "kmod.py",
@@ -439,6 +447,8 @@ ROOTFS_SCRIPTS = (
     "rootfs/mountkernfs.sh",
     "rootfs/mountdevsubfs.sh",
     "rootfs/mounts-lib.sh",
+    "rootfs/cloud-init-default.sh",
+    "rootfs/cloud-testbed.cfg",
     "udhcpc.sh",
     "tarorder.py",
 )
