@@ -14,7 +14,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -108,9 +108,14 @@ def _image_format(image: Path) -> str:
 
 
 @contextlib.contextmanager
-def overlay(image: Path, path: Path, size: int | None = None) -> Iterator[Path]:
-    """A qcow2 overlay backed by `image` (which stays untouched), deleted when the block ends. `size`
-    (bytes) makes the overlay's disk bigger than the image, as a cloud's instance disk is."""
+def overlay(
+    image: Path, path: Path, prepare: Callable[[Path], None] | None = None, size: int | None = None
+) -> Iterator[Path]:
+    """A qcow2 overlay backed by `image` (which stays untouched), deleted when the block ends.
+
+    `prepare`, when given, is called with the new overlay before it is handed out (verify's offline access
+    key goes in there: into the overlay, never into `image`). `size` (bytes) makes the overlay's disk
+    bigger than the image, as a cloud instance's disk is."""
     path.unlink(missing_ok=True)
     fmt = _image_format(image)
     argv: list[str | Path] = [
@@ -129,6 +134,8 @@ def overlay(image: Path, path: Path, size: int | None = None) -> Iterator[Path]:
         argv.append(str(size))
     tools.run(argv, timeout=60)
     try:
+        if prepare is not None:
+            prepare(path)
         yield path
     finally:
         path.unlink(missing_ok=True)

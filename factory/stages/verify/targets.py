@@ -269,7 +269,7 @@ def run_boot(
             if prep.user != "root":
                 extra += ("--sudo",)
             with (
-                overlay(image, folder / "overlay.qcow2", prep.size) as disk,
+                overlay(image, folder / "overlay.qcow2", size=prep.size) as disk,
                 qemu.running(
                     vm_config(spec, disk, port, sockets, bios_log, target=prep.machine), transcript
                 ) as vm,

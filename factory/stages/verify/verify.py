@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,6 +172,7 @@ def verify(
     *,
     key: BuildKey,
     generalise_boot: bool = False,
+    prepare_disk: Callable[[Path], None] | None = None,
     boots: tuple[str, ...] | None = None,
     parallel: int = 2,
 ) -> VerifyResult:
@@ -178,7 +180,8 @@ def verify(
 
     With `generalise_boot`, a passing boot is then cleaned for sealing (`factory.stages.seal.generalise`)
     and its overlay
-    kept as `verify/generalised.qcow2` for the seal stage.
+    kept as `verify/generalised.qcow2` for the seal stage. `prepare_disk` is called with the throw-away
+    overlay before it boots (`factory.stages.verify.access` adds its login key there).
 
     Then the target boots (`boots`, default targets.planned(spec)), `parallel` at once: on the generalised
     overlay when there is one (what seal ships: the build key is gone, so the suite gets in only with
@@ -208,7 +211,7 @@ def verify(
     try:
         ssh_config = write_ssh_config(out / "ssh_config", key, port, sockets / "ssh-%C")
         with (
-            overlay(image, out / "overlay.qcow2") as disk,
+            overlay(image, out / "overlay.qcow2", prepare_disk) as disk,
             qemu.running(vm_config(spec, disk, port, sockets, bios_log), transcript) as vm,
         ):
             ssh_ready_s = wait_for_ssh(
