@@ -37,7 +37,8 @@ VOLUME_LABEL = "TESTBED 1 x86_64"
 # Bumped when the layout changes in a way the hashed inputs would not show.
 # 3: UEFI boot (GRUB in images/efiboot.img as the El Torito EFI entry, EFI/BOOT/grub.cfg), as on EL 7;
 #    the installer initramfs carries `ena` and `modules.builtin` (AWS's driver checks).
-# 5: cloud-init in the base system; the installed system mounts root=LABEL=root (virtio or NVMe disk).
+# 5: cloud-init in the base system; the installed system mounts root=LABEL=root (virtio or NVMe disk);
+#    vmxnet3 and vmw_pvscsi among the modules.
 FORMAT = 5
 SUITE = "bookworm"
 DATA = Path(__file__).parent
@@ -82,6 +83,10 @@ MODULES = (
     # Not needed under QEMU: carried (and loaded) because the testbed spec says aws.ena: true, and the
     # acceptance suite checks that the image has the driver that flag promises (nvme is built in).
     "ena",
+    # Likewise for the vsphere target boot: VMware's paravirtual NIC and SCSI drivers, which a VM imported
+    # into vSphere boots with (vmxnet3, pvscsi); the acceptance suite checks the image carries them.
+    "vmxnet3",
+    "vmw_pvscsi",
 )
 SCRIPTS = (
     "installer.sh",

@@ -15,7 +15,12 @@ import pytest
 from testinfra.host import Host
 
 from factory.stages.verify.bootfacts import BootFacts
-from factory.stages.verify.checks import df_size_bytes
+from factory.stages.verify.checks import (
+    df_size_bytes,
+    initramfs_candidates,
+    initramfs_list_command,
+    module_listed,
+)
 
 
 def _home(host: Host, user: str) -> str:
@@ -92,3 +97,18 @@ def test_no_build_key(host: Host, boot_facts: BootFacts) -> None:
     users = host.check_output("getent passwd | cut -d: -f1").split()
     carriers = [u for u in users if body in _keys_of(host, u)]
     assert not carriers, f"the build key still logs in as {', '.join(carriers)}"
+
+
+def test_vmware_drivers(host: Host) -> None:
+    kernel = host.check_output("uname -r")
+    builtin_file = host.file(f"/lib/modules/{kernel}/modules.builtin")
+    builtin = str(builtin_file.content_string) if builtin_file.exists else ""
+    initramfs = next((p for p in initramfs_candidates(kernel) if host.file(p).exists), None)
+    listing = host.run(initramfs_list_command(initramfs)).stdout if initramfs else ""
+    missing = [
+        m for m in ("vmxnet3", "vmw_pvscsi") if not (module_listed(builtin, m) or module_listed(listing, m))
+    ]
+    assert not missing, (
+        f"{initramfs or 'no initramfs'} (kernel {kernel}) lacks {', '.join(missing)}: a vSphere VM with a "
+        "vmxnet3 NIC / pvscsi disk would have no network or no root"
+    )

@@ -66,11 +66,6 @@ def test_nvme_disk_mac_and_netdev_options_in_the_argv() -> None:
     assert "virtio-net-pci,netdev=net0,mac=0a:3f:5c:11:22:33" in argv
 
 
-def test_ec2_smbios_uuid_equals_serial() -> None:
-    args = targets.ec2_smbios("ec2abcd")
-    assert "serial=ec2abcd,uuid=ec2abcd" in args[1] and "manufacturer=Amazon EC2" in args[1]
-
-
 def _mbr(*types: int) -> bytearray:
     head = bytearray(1 << 20)
     for i, t in enumerate(types):

@@ -98,6 +98,11 @@ CHECKS: tuple[Check, ...] = (
         "the build key lets nobody in (no authorized_keys line carries it) on a sealed image",
         boots=frozenset(TARGET_BOOTS),
     ),
+    Check(
+        "vmware_drivers",
+        "vmxnet3 and vmw_pvscsi (the NIC and disk a vSphere VM gets) are built in or in the initramfs",
+        boots=frozenset({"vsphere"}),
+    ),
     Check("no_kernel", "no kernel, initramfs, boot loader or modules (/boot, /lib/modules)", CONTAINER_ONLY),
     Check("no_host_keys", "no SSH host keys (each container must not share them)", CONTAINER_ONLY),
     Check("no_machine_id", "/etc/machine-id is absent or empty", CONTAINER_ONLY),

@@ -27,7 +27,7 @@ import contextlib
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,13 +55,20 @@ GROW_BYTES = 1 << 30
 # A locally administered MAC, other than QEMU's default 52:54:00:12:34:56 (what the build's boots use).
 TARGET_MACS = {
     "aws": "0a:3f:5c:11:22:33",
+    "openstack": "fa:16:3e:11:22:33",  # Nova's MAC prefix
+    "vsphere": "00:50:56:11:22:33",  # VMware's
     "metal-bios": "52:54:00:be:ef:01",
     "metal-uefi": "52:54:00:be:ef:02",
 }
+TARGET_UUIDS = {
+    "openstack": "6f1e2d3c-4b5a-4987-8a6b-5c4d3e2f1a0b",
+    "vsphere": "4210f00d-1234-4abc-8def-0123456789ab",
+}
+# QEMU's user network (the build's boots and every target boot but aws, whose IMDS needs its own).
+USER_NET = "10.0.2.0/24"
 # Under TCG a first boot with cloud-init takes a while before the key is in place: sshd refuses the
 # login until then, which is not yet a failure.
 TARGET_LOGIN_FAILURES = 600
-EFI_LOADER_MARKERS = ("EFI/BOOT/BOOTX64.EFI", "EFI/centos", "EFI/redhat", "EFI/debian")
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,10 @@ def planned(spec: Spec) -> tuple[str, ...]:
     wanted = set()
     if spec.aws is not None:
         wanted.add("aws")
+    if spec.openstack is not None:
+        wanted.add("openstack")
+    if spec.vsphere is not None:
+        wanted.add("vsphere")
     if exports_for_metal(spec):
         wanted |= {"metal-bios", "metal-uefi"}
     return tuple(b for b in checks.TARGET_BOOTS if b in wanted)
@@ -163,17 +174,6 @@ def _image_format(image: Path) -> str:
     return str(info["format"])
 
 
-def ec2_smbios(instance_uuid: str) -> tuple[str, ...]:
-    """SMBIOS as a Nitro instance reports it: ds-identify and cloud-init's Ec2 both identify AWS by a
-    system UUID starting "ec2" that equals the system serial number."""
-    return (
-        "-smbios",
-        f"type=1,manufacturer=Amazon EC2,product=t3.micro,serial={instance_uuid},uuid={instance_uuid}",
-        "-smbios",
-        "type=3,manufacturer=Amazon EC2,asset=i-0f0f0f0f0f0f0f0f0",
-    )
-
-
 @dataclass(frozen=True)
 class _Prepared:
     """One target boot, ready to start: the machine, what it tells the guest, how the suite gets in."""
@@ -183,6 +183,8 @@ class _Prepared:
     key: BuildKey
     user: str
     size: int | None
+    # Runs on the boot's overlay before it boots (metal on a sealed disk: a throw-away key for root).
+    prepare: Callable[[Path], None] | None = None
 
 
 @contextlib.contextmanager
@@ -192,7 +194,7 @@ def _served(
     """Start what the target serves (its metadata service) for the length of the boot."""
     size = _virtual_size(image)
     if boot == "aws":
-        from factory.stages.verify.profiles import imds
+        from factory.stages.verify.profiles import imds, smbios
 
         fresh = _fresh_key(folder, boot)
         mac = TARGET_MACS[boot]
@@ -220,12 +222,50 @@ def _served(
                 disk_interface="nvme",
                 mac=mac,
                 netdev_options=server.netdev_options(),
-                extra_args=ec2_smbios("ec2e1a2b-3c4d-5e6f-7a8b-9c0d1e2f3a4b"),
+                extra_args=tuple(smbios.aws(instance.instance_id).args()),
             )
             yield _Prepared(machine, facts, fresh, user, size + GROW_BYTES)
             if not server.token_used():
                 # Recorded with the boot: cloud-init must have spoken IMDSv2 (the suite checks the result).
                 (folder / "imds.txt").write_text("no IMDSv2 token was used\n")
+        return
+    if boot in ("openstack", "vsphere"):
+        from factory.stages.verify.profiles import configdrive, ovfenv, smbios
+
+        fresh = _fresh_key(folder, boot)
+        mac = TARGET_MACS[boot]
+        uuid = TARGET_UUIDS[boot]
+        hostname = f"{spec.name}-{boot}"
+        medium = folder / ("config-drive.iso" if boot == "openstack" else "ovf-env.iso")
+        if boot == "openstack":
+            configdrive.write_config_drive(
+                medium,
+                configdrive.NovaInstance(uuid=uuid, hostname=hostname, public_key=fresh.public, mac=mac),
+            )
+            platform, datasource = smbios.openstack(uuid), "ConfigDrive"
+        else:
+            ovfenv.write_ovf_iso(
+                medium,
+                ovfenv.OvfInstance(instance_id=uuid, hostname=hostname, public_key=fresh.public, mac=mac),
+            )
+            platform, datasource = smbios.vsphere(uuid), "OVF"
+        facts = bootfacts.BootFacts(
+            boot=boot,
+            user=CLOUD_USERS[spec.os],
+            public_key=fresh.public,
+            hostname=hostname,
+            datasource=datasource,
+            # Nova grows the instance's disk to the flavour's; vSphere keeps the template's.
+            min_root_bytes=size if boot == "openstack" else 0,
+            network=USER_NET,
+            mac=mac,
+            sealed=sealed,
+            build_key=key.public,
+        )
+        machine = TargetMachine(name=boot, mac=mac, cdrom=medium, extra_args=tuple(platform.args()))
+        yield _Prepared(
+            machine, facts, fresh, CLOUD_USERS[spec.os], size + GROW_BYTES if boot == "openstack" else None
+        )
         return
     # metal-bios / metal-uefi: no metadata; root with the build key, another NIC.
     mac = TARGET_MACS[boot]
@@ -233,7 +273,19 @@ def _served(
         boot=boot, network="10.0.2.0/24", mac=mac, sealed=sealed, build_key=key.public
     )
     machine = TargetMachine(name=boot, mac=mac, firmware="uefi" if boot == "metal-uefi" else "bios")
-    yield _Prepared(machine, facts, key, "root", None)
+    if not sealed:
+        yield _Prepared(machine, facts, key, "root", None)
+        return
+    # Sealed: the build key is gone from the disk. Bare metal has no metadata to hand a key, so a
+    # throw-away key goes into this boot's overlay only, offline (factory.stages.verify.access).
+    from factory.stages.verify import access
+    from factory.vm import accel
+
+    fresh = _fresh_key(folder, boot)
+    mode = accel.resolve(spec.vm.accel)
+    yield _Prepared(
+        machine, facts, fresh, "root", None, lambda disk: access.authorize_offline(disk, fresh.public, mode)
+    )
 
 
 def run_boot(
@@ -269,7 +321,7 @@ def run_boot(
             if prep.user != "root":
                 extra += ("--sudo",)
             with (
-                overlay(image, folder / "overlay.qcow2", size=prep.size) as disk,
+                overlay(image, folder / "overlay.qcow2", prep.prepare, size=prep.size) as disk,
                 qemu.running(
                     vm_config(spec, disk, port, sockets, bios_log, target=prep.machine), transcript
                 ) as vm,
