@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from factory.errors import VerifyError
 from factory.spec import load_spec
 from factory.stages.verify import bootfacts, checks, targets
 from factory.stages.verify.verify import parse_junit
@@ -47,7 +48,7 @@ def test_raw_alone_is_not_metal(tmp_path: Path) -> None:
 
 def test_an_unknown_boot_is_refused(tmp_path: Path) -> None:
     spec = load_spec(_spec(tmp_path))
-    with pytest.raises(targets.VerifyError, match="unknown target boot"):
+    with pytest.raises(VerifyError, match="unknown target boot"):
         targets.run_boots(spec, tmp_path / "x.qcow2", tmp_path, None, ("gcp",))  # type: ignore[arg-type]
 
 
