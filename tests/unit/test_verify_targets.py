@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from factory.errors import VerifyError
+from factory.errors import SpecError, VerifyError
 from factory.spec import load_spec
 from factory.stages.verify import bootfacts, checks, targets
 from factory.stages.verify.verify import parse_junit
@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def _spec(tmp_path: Path, **changes: object) -> Path:
     raw = yaml.safe_load((ROOT / "specs" / "testbed.yaml").read_text())
     raw["kickstart"]["path"] = str(ROOT / "kickstarts" / "testbed.ks")
+    # The demo spec opts out of target boots (its time goal): these tests start from the default.
+    raw["expect"].pop("target_boots", None)
     for key, value in changes.items():
         if value is None:
             raw.pop(key, None)
@@ -31,8 +33,12 @@ def _spec(tmp_path: Path, **changes: object) -> Path:
     return path
 
 
-def test_the_demo_spec_publishes_to_aws_only(tmp_path: Path) -> None:
+def test_a_spec_publishing_to_aws_gets_the_aws_boot(tmp_path: Path) -> None:
     assert targets.planned(load_spec(_spec(tmp_path))) == ("aws",)
+
+
+def test_the_demo_spec_runs_no_target_boot() -> None:
+    assert targets.planned(load_spec(ROOT / "specs" / "testbed.yaml")) == ()
 
 
 def test_a_pxe_export_means_metal_bios_and_uefi(tmp_path: Path) -> None:
@@ -40,6 +46,20 @@ def test_a_pxe_export_means_metal_bios_and_uefi(tmp_path: Path) -> None:
         _spec(tmp_path, aws=None, export=["raw", "pxe"], pxe={"base_url": "http://10.0.0.1/testbed"})
     )
     assert targets.planned(spec) == ("metal-bios", "metal-uefi")
+
+
+def test_expect_target_boots_overrides_the_targets(tmp_path: Path) -> None:
+    raw = yaml.safe_load((ROOT / "specs" / "testbed.yaml").read_text())
+    raw["expect"].pop("target_boots")
+    assert targets.planned(load_spec(_spec(tmp_path, expect={**raw["expect"], "target_boots": []}))) == ()
+    chosen = {**raw["expect"], "target_boots": ["metal-bios", "aws"]}
+    assert targets.planned(load_spec(_spec(tmp_path, expect=chosen))) == ("aws", "metal-bios")
+
+
+def test_an_unknown_target_boot_in_the_spec_is_a_spec_error(tmp_path: Path) -> None:
+    raw = yaml.safe_load((ROOT / "specs" / "testbed.yaml").read_text())
+    with pytest.raises(SpecError, match="target_boots"):
+        load_spec(_spec(tmp_path, expect={**raw["expect"], "target_boots": ["gcp"]}))
 
 
 def test_raw_alone_is_not_metal(tmp_path: Path) -> None:
