@@ -60,6 +60,8 @@ class VerifyResult:
     boots: tuple[targets.BootResult, ...] = ()
     # Seconds of the whole stage: today's boot, generalising and the target boots.
     total_s: float = 0.0
+    # Seconds from the start until today's boot was done (its suite, and generalising when asked).
+    default_s: float = 0.0
 
 
 def suite_dir() -> Path:
@@ -243,6 +245,7 @@ def verify(
             transcript,
         )
     summary = parse_junit(junit)
+    default_s = time.monotonic() - begun
     default_passed = status == 0 and summary.failed == 0 and summary.errors == 0
     boot_results = _target_boots(
         spec, image, out, key, targets.planned(spec) if boots is None else boots,
@@ -254,6 +257,7 @@ def verify(
         passed=default_passed and all(b.ok for b in boot_results),
         boots=boot_results,
         total_s=round(time.monotonic() - begun, 2),
+        default_s=round(default_s, 2),
         image_sha256=image_sha256,
         junit=junit,
         summary=summary,
