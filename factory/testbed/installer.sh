@@ -195,6 +195,12 @@ boot_installed() {
 		echo "testbed initramfs: cannot mount root $root; dropping to a shell" >/dev/console
 		exec sh </dev/console >/dev/console 2>&1
 	fi
+	# udev's /dev/block/MAJ:MIN links (the testbed has no udev; devtmpfs makes none): cloud-init's
+	# growpart finds the disk holding the root partition through them.
+	mkdir -p /dev/block
+	for d in /sys/class/block/*; do
+		[ -r "$d/dev" ] && ln -sf "../${d##*/}" "/dev/block/$(cat "$d/dev")"
+	done
 	mount --move /dev /newroot/dev
 	umount /run /sys /proc
 	exec switch_root /newroot /sbin/init
