@@ -69,6 +69,9 @@ USER_NET = "10.0.2.0/24"
 # Under TCG a first boot with cloud-init takes a while before the key is in place: sshd refuses the
 # login until then, which is not yet a failure.
 TARGET_LOGIN_FAILURES = 600
+# A target boot is the image's first boot on that platform: cloud-init's four stages (metadata, user,
+# host keys, growpart) run before the key is in place, so it gets this many times spec.timeouts.ssh.
+FIRST_BOOT_FACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -333,7 +336,7 @@ def run_boot(
                     vm,
                     ssh_config,
                     port=port,
-                    timeout=spec.timeouts.ssh,
+                    timeout=spec.timeouts.ssh * FIRST_BOOT_FACTOR,
                     transcript=transcript,
                     bios_log=bios_log,
                     max_login_failures=TARGET_LOGIN_FAILURES,
