@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from fixtures_verify import Installed, install_testbed, key_of, session_testbed
+from fixtures_verify import Installed, fresh_copy, install_testbed, key_of, session_testbed
 
 from factory.stages.verify import targets
 from factory.stages.verify.verify import verify
@@ -103,3 +103,26 @@ def test_metal_bios_boots_and_uefi_is_not_claimed(
     )
     assert bios.outcome == "passed", (tmp_path / "metal-bios" / "pytest.log").read_text()
     assert uefi.outcome == "not-booted" and "EFI system partition" in uefi.reason
+
+
+def test_generalised_boot_then_aws_without_the_build_key(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """The build's path: today's boot passes and is generalised (build key removed), then the aws boot runs
+    on that generalised overlay, gets in only with the metadata key, and no login carries the build key."""
+    installed = fresh_copy(session_testbed(tmp_path_factory), tmp_path)
+    result = verify(
+        installed.spec,
+        installed.disk,
+        installed.build,
+        key=key_of(installed.build),
+        generalise_boot=True,
+        boots=("aws",),
+    )
+    assert result.passed, (installed.build.path / "verify" / "targets" / "aws" / "pytest.log").read_text()
+    (aws,) = result.boots
+    assert aws.outcome == "passed" and aws.junit is not None
+    assert _outcomes(aws.junit).get("test_no_build_key") == []
+    suites = [s.get("name") for s in ET.parse(result.junit).getroot().iter("testsuite")]
+    assert suites == ["default", "aws"]
+    print(f"default {result.default_s} s, whole verify {result.total_s} s")
