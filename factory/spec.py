@@ -196,6 +196,9 @@ class Expect(Strict):
     filesystems: tuple[Filesystem, ...] = ()
     # Checks to skip for this image, each with a reason (names: see tests/images, `factory verify --list`).
     skip: tuple[RuleOff, ...] = ()
+    # verify's target boots (factory.stages.verify.targets): None = one per target the spec publishes to;
+    # a list names which (aws, openstack, vsphere, metal-bios, metal-uefi); [] = today's boot only.
+    target_boots: tuple[Literal["aws", "openstack", "vsphere", "metal-bios", "metal-uefi"], ...] | None = None
 
 
 class TokenSource(StrEnum):

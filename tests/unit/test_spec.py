@@ -131,6 +131,7 @@ BAD_FIELDS: list[tuple[str, Any, str]] = [
     ("expect.selinux", "on", "expect.selinux: Input should be"),
     ("expect.serial_console", "maybe", "expect.serial_console: Input should be a valid boolean"),
     ("expect.cloud_init", "maybe", "expect.cloud_init: Input should be a valid boolean"),
+    ("expect.target_boots", ["gcp"], "expect.target_boots.0: Input should be 'aws', 'openstack'"),
     ("expect.root_password", "empty", "expect.root_password: Input should be"),
     ("expect.filesystems", [{"mount": "/"}], "expect.filesystems.0.fstype: Field required"),
     (
