@@ -18,6 +18,7 @@ import pytest
 
 if TYPE_CHECKING:
     from factory.spec import Expect, Spec
+    from factory.stages.verify.bootfacts import BootFacts
 
 IMAGES_DIR = Path(__file__).parent / "tests" / "images"
 SPEC_KEY = pytest.StashKey["Spec | None"]()
@@ -48,6 +49,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="machine",
         choices=("machine", "container"),
         help="machine: a booted image over SSH; container: a root filesystem (testinfra chroot backend)",
+    )
+    parser.addoption(
+        "--boot",
+        action="store",
+        default="default",
+        help="which boot of the image this is: default (the build's) or a target boot profile (aws, ...)",
+    )
+    parser.addoption(
+        "--boot-facts",
+        action="store",
+        default=None,
+        metavar="PATH",
+        help="JSON of what the target boot told the guest (factory.stages.verify.bootfacts)",
     )
 
 
@@ -93,7 +107,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    from factory.stages.verify.checks import CHECK_NAMES, profile_skip_reason, skip_reason
+    from factory.stages.verify.checks import CHECK_NAMES, boot_skip_reason, profile_skip_reason, skip_reason
 
     suite = [i for i in items if isinstance(i, pytest.Function) and _in_suite(i.path)]
     if not suite:
@@ -107,7 +121,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(
                 f"{item.nodeid}: {name!r} is not a check in factory.stages.verify.checks.CHECKS"
             )
-        reason = profile_skip_reason(config.getoption("profile"), name) or skip_reason(spec, name)
+        reason = (
+            profile_skip_reason(config.getoption("profile"), name)
+            or boot_skip_reason(config.getoption("boot"), name)
+            or skip_reason(spec, name)
+        )
         if reason is not None:
             item.add_marker(pytest.mark.skip(reason=reason))
 
@@ -123,3 +141,14 @@ def spec(pytestconfig: pytest.Config) -> Spec:
 @pytest.fixture(scope="session")
 def expect(spec: Spec) -> Expect:
     return spec.expect
+
+
+@pytest.fixture(scope="session")
+def boot_facts(pytestconfig: pytest.Config) -> BootFacts:
+    """What the target boot told the guest (only target checks ask for it; they run only in such a boot)."""
+    from factory.stages.verify import bootfacts
+
+    value = pytestconfig.getoption("boot_facts")
+    if not value:
+        raise pytest.UsageError(f"--boot={pytestconfig.getoption('boot')} needs --boot-facts=PATH")
+    return bootfacts.read(Path(value))

@@ -7,6 +7,7 @@ unknown fields are errors, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
 from enum import StrEnum
@@ -195,6 +196,9 @@ class Expect(Strict):
     filesystems: tuple[Filesystem, ...] = ()
     # Checks to skip for this image, each with a reason (names: see tests/images, `factory verify --list`).
     skip: tuple[RuleOff, ...] = ()
+    # verify's target boots (factory.stages.verify.targets): None = one per target the spec publishes to;
+    # a list names which (aws, openstack, vsphere, metal-bios, metal-uefi); [] = today's boot only.
+    target_boots: tuple[Literal["aws", "openstack", "vsphere", "metal-bios", "metal-uefi"], ...] | None = None
 
 
 class TokenSource(StrEnum):
@@ -249,6 +253,49 @@ class Target(Strict):
         return v
 
 
+class LaunchTest(Strict):
+    """aws.launch_test: before older AMIs are retired, one instance per region of one account is launched
+    from the new encrypted AMI, its status checks awaited, its console saved, the acceptance suite run over
+    SSH, and the instance terminated (always), with anything the test created removed."""
+
+    enabled: bool = True
+    # The target profile whose regions are tested; default: the first of aws.targets.
+    account: str | None = None
+    # Default: t3.micro (Nitro) with aws.ena, else t2.micro (Xen: an AMI without ENA launches there).
+    instance_type: str | None = None
+    # Default: the region's default VPC and its default subnet.
+    subnet_id: Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")] | None = None
+    # Default: a temporary group allowing SSH (tcp 22) from `ssh_cidr` only, deleted afterwards.
+    security_group_id: Annotated[str, Field(pattern=r"^sg-[0-9a-f]{8,17}$")] | None = None
+    # Default: a temporary key pair (private half only in a 0600 temp file, never logged), deleted after.
+    key_name: str | None = None
+    private_key_file: Path | None = None
+    # Who may reach the temporary group's SSH port; default: this runner's public address (/32).
+    ssh_cidr: str | None = None
+    # The cloud user the suite logs in as (with sudo unless root).
+    user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")] = "ec2-user"
+    # Seconds from RunInstances until both status checks are "ok", per region.
+    status_timeout: Annotated[float, Field(gt=0)] = 900
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LaunchTest:
+        if (self.key_name is None) != (self.private_key_file is None):
+            raise ValueError("give key_name and private_key_file together (or neither: a temporary key pair)")
+        if self.ssh_cidr is not None:
+            if self.security_group_id is not None:
+                raise ValueError("ssh_cidr is for the temporary security group; not with security_group_id")
+            try:
+                ipaddress.ip_network(self.ssh_cidr)
+            except ValueError:
+                raise ValueError(
+                    f"ssh_cidr {self.ssh_cidr!r} is not a network (e.g. 203.0.113.7/32)"
+                ) from None
+        return self
+
+    def type_for(self, ena: bool) -> str:
+        return self.instance_type or ("t3.micro" if ena else "t2.micro")
+
+
 class Aws(Strict):
     upload: UploadMethod = UploadMethod.EBS_DIRECT
     # The account/region the image is first uploaded to (then copied, encrypted, to every target).
@@ -266,6 +313,8 @@ class Aws(Strict):
     endpoint_url: str | None = None
     # The source account through web identity (OIDC) instead of the named profile.
     source_web_identity: WebIdentity | None = None
+    # Smoke test of the promoted AMIs before retirement (see LaunchTest).
+    launch_test: LaunchTest | None = None
 
     @model_validator(mode="after")
     def _bucket(self) -> Aws:
@@ -280,6 +329,9 @@ class Aws(Strict):
             if t.profile in seen and seen[t.profile] != t.web_identity:
                 raise ValueError(f"profile {t.profile!r} is given different web_identity settings")
             seen[t.profile] = t.web_identity
+        lt = self.launch_test
+        if lt is not None and lt.account is not None and lt.account not in {t.profile for t in self.targets}:
+            raise ValueError(f"launch_test.account {lt.account!r} is not one of the targets' profiles")
         return self
 
     def web_identity_for(self, profile: str) -> WebIdentity | None:

@@ -37,7 +37,9 @@ VOLUME_LABEL = "TESTBED 1 x86_64"
 # Bumped when the layout changes in a way the hashed inputs would not show.
 # 3: UEFI boot (GRUB in images/efiboot.img as the El Torito EFI entry, EFI/BOOT/grub.cfg), as on EL 7;
 #    the installer initramfs carries `ena` and `modules.builtin` (AWS's driver checks).
-FORMAT = 4
+# 5: cloud-init in the base system; the installed system mounts root=LABEL=root (virtio or NVMe disk);
+#    vmxnet3 and vmw_pvscsi among the modules.
+FORMAT = 5
 SUITE = "bookworm"
 DATA = Path(__file__).parent
 
@@ -58,7 +60,12 @@ MEDIA_PACKAGES = (
 )
 # The base system (images/install.img): sysvinit boots in seconds under TCG where systemd took 32 s
 # to a login prompt; busybox provides udhcpc for the EL7-style network service.
-BASE_PACKAGES = ("sysvinit-core", "openssh-server", "busybox", "extlinux", "syslinux-common", "e2fsprogs")
+# cloud-init (Debian's, with growpart from cloud-guest-utils and sudo for its default user) lets the
+# target boot profiles of verify run for real: Ec2 / ConfigDrive / OVF picked by ds-identify.
+BASE_PACKAGES = (
+    "sysvinit-core", "openssh-server", "busybox", "extlinux", "syslinux-common", "e2fsprogs",
+    "cloud-init", "cloud-guest-utils", "sudo",
+)  # fmt: skip
 # Real, small .debs for %packages, shipped under Packages/ (their dependencies are in the base).
 EXTRA_PACKAGES = ("tree", "less")
 # Loaded explicitly, in dependency order, by the installer and by the installed system's boot.
@@ -76,6 +83,10 @@ MODULES = (
     # Not needed under QEMU: carried (and loaded) because the testbed spec says aws.ena: true, and the
     # acceptance suite checks that the image has the driver that flag promises (nvme is built in).
     "ena",
+    # Likewise for the vsphere target boot: VMware's paravirtual NIC and SCSI drivers, which a VM imported
+    # into vSphere boots with (vmxnet3, pvscsi); the acceptance suite checks the image carries them.
+    "vmxnet3",
+    "vmw_pvscsi",
 )
 SCRIPTS = (
     "installer.sh",
@@ -87,6 +98,8 @@ SCRIPTS = (
     "rootfs/mountkernfs.sh",
     "rootfs/mountdevsubfs.sh",
     "rootfs/mounts-lib.sh",
+    "rootfs/cloud-init-default.sh",
+    "rootfs/cloud-testbed.cfg",
     "build.py",
     "cpio.py",
     "kmod.py",
@@ -439,6 +452,8 @@ ROOTFS_SCRIPTS = (
     "rootfs/mountkernfs.sh",
     "rootfs/mountdevsubfs.sh",
     "rootfs/mounts-lib.sh",
+    "rootfs/cloud-init-default.sh",
+    "rootfs/cloud-testbed.cfg",
     "udhcpc.sh",
     "tarorder.py",
 )

@@ -7,7 +7,7 @@
 # Two modes, chosen by the kernel command line:
 #   inst.ks=http://...   install onto /dev/vda from the kickstart (testbed.fail=crash|hang|panic|post
 #                        injects a failure); the medium is the CD-ROM, or inst.repo=http://... (PXE)
-#   root=/dev/vdXN       the installed system's initramfs: load drivers, mount root, switch_root
+#   root=LABEL=root      the installed system's initramfs: load drivers, mount root, switch_root
 # See docs/testbed.md for the kickstart subset.
 
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -182,12 +182,25 @@ cmdline_arg() {
 # ---------------------------------------------------------------- installed-system boot
 boot_installed() {
 	root=$(cmdline_arg root)
+	# root=LABEL=root: the same image boots from /dev/vda1 (virtio) or /dev/nvme0n1p1 (the aws profile).
+	case "$root" in
+	LABEL=* | UUID=*)
+		spec=$root
+		for _ in $(seq 50); do root=$(findfs "$spec" 2>/dev/null) && [ -b "$root" ] && break; sleep 0.1; done
+		;;
+	esac
 	for _ in $(seq 50); do [ -b "$root" ] && break; sleep 0.1; done
 	mkdir -p /newroot
 	if ! mount -t ext4 -o ro "$root" /newroot; then
 		echo "testbed initramfs: cannot mount root $root; dropping to a shell" >/dev/console
 		exec sh </dev/console >/dev/console 2>&1
 	fi
+	# udev's /dev/block/MAJ:MIN links (the testbed has no udev; devtmpfs makes none): cloud-init's
+	# growpart finds the disk holding the root partition through them.
+	mkdir -p /dev/block
+	for d in /sys/class/block/*; do
+		[ -r "$d/dev" ] && ln -sf "../${d##*/}" "/dev/block/$(cat "$d/dev")"
+	done
 	mount --move /dev /newroot/dev
 	umount /run /sys /proc
 	exec switch_root /newroot /sbin/init
@@ -565,7 +578,8 @@ configure() {
 	STAGE=configure
 	say "Performing post-installation setup tasks"
 	# fsck pass 0: a boot-time e2fsck of the root costs seconds under TCG (EL7's xfs root skips it too).
-	echo "/dev/vda1 / $PART_FS defaults 0 0" >"$SYSROOT/etc/fstab"
+	# By label, as EL's anaconda writes UUID=: the disk is vda under virtio, nvme0n1 on a Nitro instance.
+	echo "LABEL=root / $PART_FS defaults 0 0" >"$SYSROOT/etc/fstab"
 	[ -n "$HOSTNAME" ] && echo "$HOSTNAME" >"$SYSROOT/etc/hostname"
 	mkdir -p "$SYSROOT/etc/sysconfig/network-scripts"
 	IFS=$TAB
@@ -652,7 +666,7 @@ install_bootloader() {
 		echo "LABEL linux"
 		echo "  KERNEL /boot/vmlinuz-$kv"
 		echo "  INITRD /boot/initrd.img-$kv"
-		echo "  APPEND root=/dev/vda1 ro $APPEND"
+		echo "  APPEND root=LABEL=root ro $APPEND"
 	} >"$SYSROOT/boot/extlinux/extlinux.conf"
 	run chroot "$SYSROOT" extlinux --install /boot/extlinux
 	[ "$BOOTLOC" = mbr ] && run dd if="$SYSROOT/usr/lib/syslinux/mbr/mbr.bin" of=/dev/vda bs=440 count=1 conv=notrunc

@@ -14,8 +14,10 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from factory.core.record import atomic_write_text
 from factory.errors import ToolError, VerifyError
@@ -58,12 +60,12 @@ def free_port() -> int:
         return port
 
 
-def ssh_config_text(key: BuildKey, port: int, control_path: Path | None = None) -> str:
-    """An ssh_config for the guest: only the build key, no host key bookkeeping, quiet."""
+def ssh_config_text(key: BuildKey, port: int, control_path: Path | None = None, user: str = "root") -> str:
+    """An ssh_config for the guest: only the build key (or a target boot's key), no host key bookkeeping."""
     lines = [
         "Host 127.0.0.1",
         "  HostName 127.0.0.1",
-        "  User root",
+        f"  User {user}",
         f"  Port {port}",
         f"  IdentityFile {key.private}",
         "  IdentitiesOnly yes",
@@ -80,8 +82,10 @@ def ssh_config_text(key: BuildKey, port: int, control_path: Path | None = None) 
     return "\n".join(lines) + "\n"
 
 
-def write_ssh_config(path: Path, key: BuildKey, port: int, control_path: Path | None = None) -> Path:
-    atomic_write_text(path, ssh_config_text(key, port, control_path), mode=0o600)
+def write_ssh_config(
+    path: Path, key: BuildKey, port: int, control_path: Path | None = None, user: str = "root"
+) -> Path:
+    atomic_write_text(path, ssh_config_text(key, port, control_path, user), mode=0o600)
     return path
 
 
@@ -104,36 +108,71 @@ def _image_format(image: Path) -> str:
 
 
 @contextlib.contextmanager
-def overlay(image: Path, path: Path) -> Iterator[Path]:
-    """A qcow2 overlay backed by `image` (which stays untouched), deleted when the block ends."""
+def overlay(
+    image: Path, path: Path, prepare: Callable[[Path], None] | None = None, size: int | None = None
+) -> Iterator[Path]:
+    """A qcow2 overlay backed by `image` (which stays untouched), deleted when the block ends.
+
+    `prepare`, when given, is called with the new overlay before it is handed out (verify's offline access
+    key goes in there: into the overlay, never into `image`). `size` (bytes) makes the overlay's disk
+    bigger than the image, as a cloud instance's disk is."""
     path.unlink(missing_ok=True)
     fmt = _image_format(image)
-    tools.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b", image.resolve(), path], timeout=60)
+    argv: list[str | Path] = [
+        "qemu-img",
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-F",
+        fmt,
+        "-b",
+        image.resolve(),
+        path,
+    ]
+    if size is not None:
+        argv.append(str(size))
+    tools.run(argv, timeout=60)
     try:
+        if prepare is not None:
+            prepare(path)
         yield path
     finally:
         path.unlink(missing_ok=True)
 
 
 def vm_config(
-    spec: Spec, disk: Path, port: int, sockets: Path, bios_log: Path, *, accel: str | None = None
+    spec: Spec,
+    disk: Path,
+    port: int,
+    sockets: Path,
+    bios_log: Path,
+    *,
+    accel: str | None = None,
+    target: TargetMachine | None = None,
 ) -> qemu.VmConfig:
-    """Boot `disk` (qcow2, written to) headless with SSH forwarded from 127.0.0.1:`port`."""
+    """Boot `disk` (qcow2, written to) headless with SSH forwarded from 127.0.0.1:`port`; `target`
+    changes the machine into one a target platform presents (verify's target boots)."""
     from factory.vm import accel as accel_mod
 
+    t = target or TargetMachine()
     return qemu.VmConfig(
         serial_socket=sockets / "serial.sock",
         qmp_socket=sockets / "qmp.sock",
         memory_mib=spec.vm.memory_mib,
         cpus=spec.vm.cpus,
         accel="kvm" if (accel or accel_mod.resolve(spec.vm.accel)) == "kvm" else "tcg",
-        firmware=spec.vm.firmware.value,
-        disks=(qemu.Disk(disk, "qcow2"),),
+        firmware=t.firmware or spec.vm.firmware.value,
+        disks=(qemu.Disk(disk, "qcow2", interface=t.disk_interface),),
+        cdrom=t.cdrom,
         boot_order="c",
         hostfwd=(qemu.HostFwd(port, 22),),
+        mac=t.mac,
+        netdev_options=t.netdev_options,
         no_reboot=True,
-        name=f"verify-{spec.name}",
+        name=f"verify-{spec.name}" + (f"-{t.name}" if t.name else ""),
         extra_args=(
+            *t.extra_args,
             # No bootable disk: SeaBIOS "reboots" at once, which -no-reboot turns into QEMU exiting,
             # instead of retrying every 60 s until the SSH timeout.
             "-boot",
@@ -145,6 +184,21 @@ def vm_config(
             "isa-debugcon,iobase=0x402,chardev=biosdbg",
         ),
     )
+
+
+@dataclass(frozen=True)
+class TargetMachine:
+    """How a target boot's machine differs from the build's (all defaults: the build's own machine)."""
+
+    name: str = ""
+    disk_interface: Literal["virtio", "ide", "nvme"] = "virtio"
+    mac: str | None = None
+    netdev_options: str = ""
+    firmware: Literal["bios", "uefi"] | None = None
+    # A metadata medium (config drive, OVF environment) as the CD-ROM.
+    cdrom: Path | None = None
+    # -smbios ... as the platform's firmware reports itself.
+    extra_args: tuple[str, ...] = ()
 
 
 def fail(message: str, transcript: Path, *extra: Path) -> VerifyError:
@@ -173,7 +227,14 @@ def _ssh_login(ssh_config: Path) -> bool:
 
 
 def wait_for_ssh(
-    vm: qemu.Vm, ssh_config: Path, *, port: int, timeout: float, transcript: Path, bios_log: Path
+    vm: qemu.Vm,
+    ssh_config: Path,
+    *,
+    port: int,
+    timeout: float,
+    transcript: Path,
+    bios_log: Path,
+    max_login_failures: int = MAX_LOGIN_FAILURES,
 ) -> float:
     """Wait until `ssh true` works; fail at once on a boot failure. Returns the seconds waited.
 
@@ -211,13 +272,20 @@ def wait_for_ssh(
                 if _ssh_login(ssh_config):
                     return time.monotonic() - started
                 rejected += 1
-                if rejected >= MAX_LOGIN_FAILURES:
+                if rejected >= max_login_failures:
                     raise fail(
-                        f"sshd answers but root cannot log in with the build key ({rejected} attempts): "
-                        "is the key's %post in the kickstart, and root login by key allowed?",
+                        f"sshd answers but the login with the key is refused ({rejected} attempts): "
+                        "is the key's %post in the kickstart (or did cloud-init not take the target's "
+                        "key?), and login by key allowed?",
                         transcript,
                     )
             next_probe = time.monotonic() + SSH_PROBE_INTERVAL_S
+        if login_at is not None and now - login_at > LOGIN_GRACE_S and rejected:
+            raise fail(
+                f"the guest finished booting (login prompt) but sshd refused the key for "
+                f"{LOGIN_GRACE_S:.0f} s ({rejected} attempts)",
+                transcript,
+            )
         if login_at is not None and now - login_at > LOGIN_GRACE_S:
             raise fail(
                 f"the guest reached a login prompt but SSH on 127.0.0.1 did not answer within "

@@ -44,7 +44,8 @@ class Disk:
     # snapshot=True: writes go to a throw-away overlay (boot an image without changing it).
     snapshot: bool = False
     readonly: bool = False
-    interface: Literal["virtio", "ide"] = "virtio"
+    # nvme: the disk as a Nitro instance (the aws boot profile) presents its EBS volumes.
+    interface: Literal["virtio", "ide", "nvme"] = "virtio"
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,10 @@ class VmConfig:
     tftp_root: Path | None = None
     bootfile: str | None = None
     hostfwd: tuple[HostFwd, ...] = ()
+    # The NIC's MAC (None: QEMU's default 52:54:00:12:34:56, the build's), and more `-netdev user`
+    # options (a boot profile's network and guestfwd to its metadata server).
+    mac: str | None = None
+    netdev_options: str = ""
     # The installer's log port (virtio-serial, org.fedoraproject.anaconda.log.0) written to this file.
     anaconda_log: Path | None = None
     # -no-reboot: a guest reboot ends QEMU instead of booting again.
@@ -107,12 +112,18 @@ def command(cfg: VmConfig, qemu: str = QEMU) -> list[str]:
         if cfg.append is not None:
             argv += ["-append", cfg.append]
     for i, disk in enumerate(cfg.disks):
-        opts = [f"file={_opt(disk.path)}", f"format={disk.format}", f"if={disk.interface}", f"index={i}"]
+        opts = [f"file={_opt(disk.path)}", f"format={disk.format}"]
+        # An NVMe disk is a -device backed by an if=none drive (QEMU has no if=nvme).
+        opts += (
+            [f"if=none,id=nvme{i}"] if disk.interface == "nvme" else [f"if={disk.interface}", f"index={i}"]
+        )
         if disk.snapshot:
             opts.append("snapshot=on")
         if disk.readonly:
             opts.append("readonly=on")
         argv += ["-drive", ",".join(opts)]
+        if disk.interface == "nvme":
+            argv += ["-device", f"nvme,drive=nvme{i},serial=vol{i:017d}"]
     if cfg.cdrom is not None:
         # index=2: the secondary IDE master, so /dev/sr0 whatever the virtio disks are.
         argv += ["-drive", f"file={_opt(cfg.cdrom)},format=raw,if=ide,index=2,media=cdrom,readonly=on"]
@@ -127,7 +138,10 @@ def command(cfg: VmConfig, qemu: str = QEMU) -> list[str]:
         for fwd in cfg.hostfwd:
             # Bound to 127.0.0.1 only: nothing outside this host reaches the guest.
             netdev += f",hostfwd=tcp:127.0.0.1:{fwd.host_port}-:{fwd.guest_port}"
-        argv += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0"]
+        if cfg.netdev_options:
+            netdev += f",{cfg.netdev_options}"
+        nic = "virtio-net-pci,netdev=net0" + (f",mac={cfg.mac}" if cfg.mac else "")
+        argv += ["-netdev", netdev, "-device", nic]
     argv += ["-chardev", f"socket,id=ser0,path={_opt(cfg.serial_socket)},server=on,wait=on"]
     argv += ["-serial", "chardev:ser0"]
     if cfg.anaconda_log is not None:

@@ -19,6 +19,15 @@ MACHINE = "machine"  # a booted image, over SSH
 CONTAINER = "container"  # a container's root filesystem, through testinfra's chroot backend
 PROFILES = (MACHINE, CONTAINER)
 
+# The boots verify makes of a machine image: today's (the build's own QEMU machine, the build key) and
+# one per target the spec publishes to (factory.stages.verify.targets), each emulating how that
+# platform boots the image and hands it its key, hostname and disk.
+DEFAULT_BOOT = "default"
+TARGET_BOOTS = ("aws", "openstack", "vsphere", "metal-bios", "metal-uefi")
+BOOTS = (DEFAULT_BOOT, *TARGET_BOOTS)
+# Target boots that hand the guest a key through cloud-init's metadata (the suite logs in with it).
+METADATA_BOOTS = frozenset({"aws", "openstack", "vsphere"})
+
 
 @dataclass(frozen=True)
 class Check:
@@ -26,6 +35,8 @@ class Check:
     description: str
     # Which profiles run it: a container has no kernel, boot loader, services or mounts to look at.
     profiles: frozenset[str] = frozenset({MACHINE})
+    # Which boots run it (None: every boot); a target check means nothing on the build's own boot.
+    boots: frozenset[str] | None = None
 
 
 BOTH = frozenset({MACHINE, CONTAINER})
@@ -57,6 +68,41 @@ CHECKS: tuple[Check, ...] = (
     Check("filesystems", "each declared filesystem is mounted with its type and at least its size"),
     Check("ena_module", "with aws.ena: the running kernel has the ena driver (module or built in)"),
     Check("nvme_initramfs", "with aws.ena (Nitro): nvme is built into the kernel or is in its initramfs"),
+    Check(
+        "metadata_login",
+        "the suite is logged in as the cloud user with the key the target's metadata served",
+        boots=METADATA_BOOTS,
+    ),
+    Check(
+        "metadata_hostname",
+        "the hostname is the one the target's metadata gave (cloud-init set it)",
+        boots=METADATA_BOOTS,
+    ),
+    Check(
+        "metadata_datasource",
+        "cloud-init's own detection chose the target's datasource and finished without errors",
+        boots=METADATA_BOOTS,
+    ),
+    Check(
+        "root_grown",
+        "the root file system grew to the larger disk the target gives (growpart, resizefs)",
+        boots=frozenset({"aws", "openstack"}),
+    ),
+    Check(
+        "network_dhcp",
+        "the network came up by DHCP on the target's NIC (another MAC than the build's)",
+        boots=frozenset(TARGET_BOOTS),
+    ),
+    Check(
+        "no_build_key",
+        "the build key lets nobody in (no authorized_keys line carries it) on a sealed image",
+        boots=frozenset(TARGET_BOOTS),
+    ),
+    Check(
+        "vmware_drivers",
+        "vmxnet3 and vmw_pvscsi (the NIC and disk a vSphere VM gets) are built in or in the initramfs",
+        boots=frozenset({"vsphere"}),
+    ),
     Check("no_kernel", "no kernel, initramfs, boot loader or modules (/boot, /lib/modules)", CONTAINER_ONLY),
     Check("no_host_keys", "no SSH host keys (each container must not share them)", CONTAINER_ONLY),
     Check("no_machine_id", "/etc/machine-id is absent or empty", CONTAINER_ONLY),
@@ -99,6 +145,14 @@ def profile_skip_reason(profile: str, name: str) -> str | None:
     if profile in check.profiles:
         return None
     return f"not part of the {profile} profile"
+
+
+def boot_skip_reason(boot: str, name: str) -> str | None:
+    """Why check `name` does not run in boot `boot` (see BOOTS), or None when it does."""
+    check = next(c for c in CHECKS if c.name == name)
+    if check.boots is None or boot in check.boots:
+        return None
+    return f"not part of the {boot} boot (only {', '.join(sorted(check.boots))})"
 
 
 def skip_reason(spec: Spec, name: str) -> str | None:

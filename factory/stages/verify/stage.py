@@ -9,6 +9,7 @@ from typing import ClassVar
 from factory.core.events import Skip
 from factory.errors import FactoryError, VerifyError
 from factory.stages.base import BaseStage, Context
+from factory.stages.verify import access
 from factory.stages.verify.verify import VerifyResult
 from factory.vm import sshkey
 
@@ -50,3 +51,21 @@ class VerifyStage(BaseStage):
             f"see {result.junit}",
             artifacts=(result.junit, result.junit.with_name("pytest.log"), result.transcript),
         )
+
+
+@dataclass
+class ReverifyStage(VerifyStage):
+    """`factory verify` of an image the build key no longer opens (sealed, exported, older): a throw-away
+    key goes into the overlay only (`access`). Recorded as `reverify`, so the `verify` record the promotion
+    gate reads, bound to the installed disk, is left as it was."""
+
+    generalise: bool = False
+
+    name: ClassVar[str] = access.REVERIFY_STAGE
+
+    def run(self, ctx: Context) -> VerifyResult:
+        from factory.stages.verify import verify
+
+        image = ctx.options.image or ctx.build.disk
+        with access.login(ctx.build, ctx.spec.vm.accel) as login:
+            return verify.verify(ctx.spec, image, ctx.build, key=login.key, prepare_disk=login.prepare_disk)

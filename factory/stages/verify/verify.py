@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from factory.errors import FactoryError, VerifyError
 from factory.host import tools
 from factory.spec import Spec
 from factory.stages.seal import generalise
-from factory.stages.verify import checks, inventory, pkgdiff
+from factory.stages.verify import checks, inventory, pkgdiff, targets
 from factory.vm import qemu
 from factory.vm.guest import draining, fail, free_port, overlay, vm_config, wait_for_ssh, write_ssh_config
 from factory.vm.sshkey import BuildKey
@@ -63,6 +64,12 @@ class VerifyResult:
     packages: int = 0
     inventory_s: float = 0.0
     package_diff: pkgdiff.PackageDiff | None = None
+    # One per target boot (targets.planned(spec)); `passed` needs every one passed or honestly not booted.
+    boots: tuple[targets.BootResult, ...] = ()
+    # Seconds of the whole stage: today's boot, generalising and the target boots.
+    total_s: float = 0.0
+    # Seconds from the start until today's boot was done (its suite, and generalising when asked).
+    default_s: float = 0.0
 
 
 def suite_dir() -> Path:
@@ -86,14 +93,18 @@ def parse_junit(path: Path) -> Summary:
     return Summary(passed=total - failed - skipped - errors, failed=failed, skipped=skipped, errors=errors)
 
 
-def suite_command(spec: Spec, port: int, ssh_config: Path, junit: Path) -> list[str]:
+def suite_command(
+    spec: Spec, port: int, ssh_config: Path, junit: Path, *, user: str = "root", extra: tuple[str, ...] = ()
+) -> list[str]:
+    """The acceptance suite's argv; a target boot logs in as its cloud user (`user`) and passes its
+    `--boot`/`--boot-facts`/`--sudo` as `extra`."""
     return [
         sys.executable,
         "-m",
         "pytest",
         str(suite_dir()),
         f"--spec={spec.source.resolve()}",
-        f"--hosts=ssh://root@127.0.0.1:{port}",
+        f"--hosts=ssh://{user}@127.0.0.1:{port}",
         f"--ssh-config={ssh_config}",
         f"--junitxml={junit}",
         # The suite must not write a cache into the source tree (several builds may run at once).
@@ -101,16 +112,26 @@ def suite_command(spec: Spec, port: int, ssh_config: Path, junit: Path) -> list[
         "no:cacheprovider",
         "-q",
         "-rfEs",
+        *extra,
     ]
 
 
-def run_suite(spec: Spec, port: int, ssh_config: Path, junit: Path, log: Path) -> tuple[int, float]:
+def run_suite(
+    spec: Spec,
+    port: int,
+    ssh_config: Path,
+    junit: Path,
+    log: Path,
+    *,
+    user: str = "root",
+    extra: tuple[str, ...] = (),
+) -> tuple[int, float]:
     """Run tests/images against the guest; returns pytest's exit status and the seconds it took."""
     started = time.monotonic()
     junit.unlink(missing_ok=True)
     try:
         proc = tools.run(
-            suite_command(spec, port, ssh_config, junit),
+            suite_command(spec, port, ssh_config, junit, user=user, extra=extra),
             timeout=spec.timeouts.verify,
             check=False,
             cwd=suite_dir().parent.parent,
@@ -126,14 +147,36 @@ def _close_ssh_master(ssh_config: Path) -> None:
     tools.run(["ssh", "-F", str(ssh_config), "-O", "exit", "127.0.0.1"], timeout=15, check=False)
 
 
-def verify(
-    spec: Spec, image: Path, build: BuildDir, *, key: BuildKey, generalise_boot: bool = False
-) -> VerifyResult:
-    """Boot `image` on an overlay, wait for SSH, run tests/images; the image itself is never modified.
+def _target_boots(
+    spec: Spec,
+    image: Path,
+    out: Path,
+    key: BuildKey,
+    wanted: tuple[str, ...],
+    *,
+    default_passed: bool,
+    parallel: int,
+) -> tuple[targets.BootResult, ...]:
+    """Run the target boots after today's and merge their suites into verify/junit.xml."""
+    if not wanted:
+        return ()
+    if default_passed:
+        generalised = out / generalise.GENERALISED
+        sealed = generalised.is_file()
+        results = targets.run_boots(
+            spec, generalised if sealed else image, out / "targets", key, wanted, sealed=sealed,
+            parallel=parallel,
+        )  # fmt: skip
+    else:
+        results = tuple(
+            targets.BootResult(b, "not-booted", reason="today's boot failed its suite") for b in wanted
+        )
+    targets.merge_junit(out / "junit.xml", results)
+    return results
 
-    With `generalise_boot`, a passing boot is then cleaned for sealing (`factory.stages.seal.generalise`)
-    and its overlay
-    kept as `verify/generalised.qcow2` for the seal stage."""
+
+def _can_verify(spec: Spec, image: Path, key: BuildKey) -> None:
+    """Before anything boots: known skips, the image, the key and the suite are there."""
     checks.require_known_skips(spec)
     if not image.is_file():
         raise VerifyError(f"{image}: no such image to verify")
@@ -143,6 +186,38 @@ def verify(
         raise VerifyError(
             f"{suite_dir()}: the acceptance suite is missing (run the factory from its source tree)"
         )
+
+
+def _inventory(ssh_config: Path, build: BuildDir) -> tuple[inventory.Inventory, Path, float]:
+    started = time.monotonic()
+    installed = inventory.collect(ssh_config)
+    return installed, inventory.save(installed, build.path), time.monotonic() - started
+
+
+def verify(
+    spec: Spec,
+    image: Path,
+    build: BuildDir,
+    *,
+    key: BuildKey,
+    generalise_boot: bool = False,
+    prepare_disk: Callable[[Path], None] | None = None,
+    boots: tuple[str, ...] | None = None,
+    parallel: int = 2,
+) -> VerifyResult:
+    """Boot `image` on an overlay, wait for SSH, run tests/images; the image itself is never modified.
+
+    With `generalise_boot`, a passing boot is then cleaned for sealing (`factory.stages.seal.generalise`)
+    and its overlay
+    kept as `verify/generalised.qcow2` for the seal stage. `prepare_disk` is called with the throw-away
+    overlay before it boots (`factory.stages.verify.access` adds its login key there).
+
+    Then the target boots (`boots`, default targets.planned(spec)), `parallel` at once: on the generalised
+    overlay when there is one (what seal ships: the build key is gone, so the suite gets in only with
+    the key the target's metadata serves), else on the image. They run only when today's boot passed.
+    verify/junit.xml holds today's suite and one <testsuite> per target boot."""
+    begun = time.monotonic()
+    _can_verify(spec, image, key)
     out = build.verify_dir
     out.mkdir(parents=True, exist_ok=True)
     transcript, bios_log, junit = out / "console.log", out / "bios.log", out / "junit.xml"
@@ -157,7 +232,7 @@ def verify(
     try:
         ssh_config = write_ssh_config(out / "ssh_config", key, port, sockets / "ssh-%C")
         with (
-            overlay(image, out / "overlay.qcow2") as disk,
+            overlay(image, out / "overlay.qcow2", prepare_disk) as disk,
             qemu.running(vm_config(spec, disk, port, sockets, bios_log), transcript) as vm,
         ):
             ssh_ready_s = wait_for_ssh(
@@ -167,10 +242,7 @@ def verify(
                 with draining(vm):
                     status, suite_s = run_suite(spec, port, ssh_config, junit, out / "pytest.log")
                     # Over the suite's still-open SSH master, before generalising changes the guest.
-                    started = time.monotonic()
-                    installed = inventory.collect(ssh_config)
-                    inventory_path = inventory.save(installed, build.path)
-                    inventory_s = time.monotonic() - started
+                    installed, inventory_path, inventory_s = _inventory(ssh_config, build)
                     if generalise_boot and status == 0:
                         # The suite passed: generalise this very boot, so sealing needs no second one.
                         started = time.monotonic()
@@ -194,9 +266,20 @@ def verify(
             transcript,
         )
     summary = parse_junit(junit)
+    default_s = time.monotonic() - begun
+    default_passed = status == 0 and summary.failed == 0 and summary.errors == 0
+    boot_results = _target_boots(
+        spec, image, out, key, targets.planned(spec) if boots is None else boots,
+        default_passed=default_passed, parallel=parallel,
+    )  # fmt: skip
+    if boot_results:
+        summary = parse_junit(junit)
     package_diff = pkgdiff.against_previous(build)
     return VerifyResult(
-        passed=status == 0 and summary.failed == 0 and summary.errors == 0,
+        passed=default_passed and all(b.ok for b in boot_results),
+        boots=boot_results,
+        total_s=round(time.monotonic() - begun, 2),
+        default_s=round(default_s, 2),
         image_sha256=image_sha256,
         junit=junit,
         summary=summary,

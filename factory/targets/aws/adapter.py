@@ -65,7 +65,12 @@ class AwsTarget:
             images=images,
             retired=Retired(target=self.key, removed=res.retired),
             manifest=res.manifest,
-            stats={"amis": res.amis, "ssm": res.ssm, "source_ami": res.source_ami},
+            stats={
+                "amis": res.amis,
+                "ssm": res.ssm,
+                "source_ami": res.source_ami,
+                "launch_test": res.launch_test,
+            },
         )
 
     def status(self, ctx: TargetContext) -> Status:

@@ -19,6 +19,12 @@ Extensions (each is what AWS documents for the call; moto 5.2.5 does neither):
    here CreateGrant on a key whose policy has a `Deny` statement for `kms:CreateGrant` (or `kms:*`) on `*`
    answers `AccessDeniedException`, as AWS does for an explicit deny. This lets tests stand for "this role
    may not create grants on that key".
+3. **Status checks take time.** moto reports both status checks of a running instance as `ok` from the
+   moment RunInstances returns. On AWS they are `initializing` (each detail `initializing`) until the first
+   checks complete, a few minutes after the instance enters `running`. Here they are `initializing` for the
+   first STATUS_INITIALIZING_S seconds after launch (environment `FACTORY_MOTO_STATUS_INITIALIZING_S`
+   overrides it), then moto's `ok`: the `instance_status_ok` waiter really waits, and a short timeout
+   really times out.
 
 Started with `MOTO_EC2_LOAD_DEFAULT_AMIS=false` (no preloaded public AMIs), on a free port; the server
 prints its URL on stdout once it listens and stops when its stdin closes (so it never outlives its parent).
@@ -42,6 +48,7 @@ from factory.errors import AwsError
 
 STARTUP_TIMEOUT = 60.0
 STORAGE_DENIED = "You do not have permission to access the storage of this ami"
+STATUS_INITIALIZING_S = 1.0
 
 
 def install_extensions() -> None:
@@ -104,6 +111,28 @@ def install_extensions() -> None:
         return original_grant(self)
 
     KmsResponse.create_grant = create_grant  # type: ignore[method-assign]
+    _install_status_checks()
+
+
+def _install_status_checks() -> None:
+    from moto.core.utils import utcnow
+    from moto.ec2.models.instances import Instance
+
+    seconds = float(os.environ.get("FACTORY_MOTO_STATUS_INITIALIZING_S", STATUS_INITIALIZING_S))
+    initializing = {"Status": "initializing", "Details": [{"Name": "reachability", "Status": "initializing"}]}
+
+    def checked(original: Any) -> property:
+        def status(self: Any) -> dict[str, Any]:
+            young = (utcnow() - self.launch_time).total_seconds() < seconds
+            if self.is_running() and young:
+                return dict(initializing)
+            result: dict[str, Any] = original.fget(self)
+            return result
+
+        return property(status)
+
+    Instance.instance_status = checked(Instance.instance_status)  # type: ignore[method-assign,assignment]
+    Instance.system_status = checked(Instance.system_status)  # type: ignore[method-assign,assignment]
 
 
 def serve() -> None:

@@ -2,6 +2,7 @@
 
     gate -> preflight (profiles, identities, KMS keys) -> source AMI (upload + register, unencrypted)
          -> share with target accounts -> CopyImage(Encrypted, region's KMS key) everywhere -> wait
+         -> [aws.launch_test: boot one instance per region of one account, see launch_test.py]
          -> tag, share_with, SSM parameter -> retire the source AMI and AMIs beyond `keep`
 
 Preflight also makes sure every `share_with` account may use the region's KMS key (kms_access.py): the
@@ -33,7 +34,7 @@ from factory.errors import AwsError, FactoryError
 from factory.spec import Aws, KmsGrants, Spec, Target, UploadMethod
 from factory.stages.compliance import compliance
 from factory.stages.promote.gate import require_verified
-from factory.targets.aws import ebs_direct, kms_access, vm_import
+from factory.targets.aws import ebs_direct, kms_access, launch_test, vm_import
 from factory.targets.aws.local import LOCAL, local_aws, profiles
 from factory.targets.aws.manifest import Manifest
 from factory.targets.aws.session import Account, AwsSettings, spec_account
@@ -78,6 +79,8 @@ class PromoteResult:
     source_ami: str
     # AMI ids deregistered by this run (the unencrypted source, AMIs beyond `keep`)
     retired: tuple[str, ...]
+    # promotion.json's `launch_test` section (profile, per region: instance, console, suite, state)
+    launch_test: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +120,12 @@ def promote(
     progress: Progress | None = None,
     settings: AwsSettings | None = None,
     tuning: Tuning = Tuning(),
+    launch_suite: launch_test.SuiteRunner | None = None,
 ) -> PromoteResult:
-    """Promote a verified raw image to every account and region of `spec.aws` (see the module doc)."""
+    """Promote a verified raw image to every account and region of `spec.aws` (see the module doc).
+
+    `launch_suite` replaces the launch test's SSH step (default: the acceptance suite over SSH; skipped,
+    with the reason recorded, against a local endpoint)."""
     aws = _aws(spec)
     # First of all: an unverified image never leaves the factory, not even as a pending snapshot.
     require_verified(build, image_sha256)
@@ -132,13 +139,17 @@ def promote(
             spec, aws=aws, build=build, manifest=manifest, settings=resolved, progress=progress, tuning=tuning
         )
         try:
-            return run.promote(raw_image, image_sha256)
+            return run.promote(raw_image, image_sha256, launch_suite)
         except FactoryError as exc:
             manifest.set_state("failed", str(exc))
             raise
         except (ClientError, BotoCoreError, ResponseParserError) as exc:
             manifest.set_state("failed", str(exc))
             raise AwsError(f"promotion of build {build.build_id} failed: {exc}") from None
+        except KeyboardInterrupt:
+            # Ctrl-C: what ran last (e.g. the launch test) cleaned up after itself; the manifest says so.
+            manifest.set_state("interrupted")
+            raise
 
 
 def cleanup(spec: Spec, build: BuildDir, *, settings: AwsSettings | None = None) -> CleanupResult:
@@ -184,6 +195,7 @@ class _Run:
     ) -> None:
         self.spec, self.aws, self.build, self.manifest = spec, aws, build, manifest
         self.tuning = tuning
+        self.settings = settings
         self._progress = progress
         # Every profile is opened up front: an unknown one fails before anything is uploaded.
         self.accounts = {p: spec_account(aws, p, settings) for p in profiles(aws)}
@@ -268,7 +280,9 @@ class _Run:
 
     # -- promotion -----------------------------------------------------------------------------------
 
-    def promote(self, raw: Path, image_sha256: str) -> PromoteResult:
+    def promote(
+        self, raw: Path, image_sha256: str, launch_suite: launch_test.SuiteRunner | None = None
+    ) -> PromoteResult:
         self.manifest.set_state("running")
         ids = self.preflight()
         if self.manifest.source.get("ami_state") == "deregistered" and self.copies_exist():
@@ -281,6 +295,9 @@ class _Run:
                 for region in target.regions:
                     self.ensure_copy(target.profile, region, source_ami, image_sha256)
         self.wait_copies()
+        # The new AMIs boot (aws.launch_test) before the SSM parameter points at them or anything is
+        # retired; a failure raises, publishing and retiring nothing.
+        launched = self.launch_test(launch_suite)
         ssm: dict[str, dict[str, str]] = {}
         for target in self.aws.targets:
             for region in target.regions:
@@ -290,7 +307,29 @@ class _Run:
         # Only now, with every encrypted copy available everywhere, may anything be deleted.
         retired = [*self.retire_source(), *self.retire_old()]
         self.manifest.set_state("complete")
-        return PromoteResult(self.manifest.path, self.manifest.amis(), ssm, source_ami, tuple(retired))
+        return PromoteResult(
+            self.manifest.path, self.manifest.amis(), ssm, source_ami, tuple(retired), launched
+        )
+
+    def launch_test(self, suite: launch_test.SuiteRunner | None) -> dict[str, Any] | None:
+        lt = self.aws.launch_test
+        if lt is None or not lt.enabled:
+            return None
+        profile = launch_test.account_profile(self.aws)
+        target = next(t for t in self.aws.targets if t.profile == profile)
+        amis = {r: str(self.manifest.copy(profile, r)["ami_id"]) for r in target.regions}
+        return launch_test.run(
+            self.spec,
+            self.accounts[profile],
+            amis,
+            manifest=self.manifest,
+            build_id=self.build.build_id,
+            artifacts=self.build.path / "launch-test",
+            local_endpoint=self.settings.endpoint_url is not None,
+            poll_interval=self.tuning.poll_interval,
+            report=self.report,
+            suite=suite,
+        )
 
     def copies_exist(self) -> bool:
         for target in self.aws.targets:

@@ -25,6 +25,12 @@ rm -f "$root"/etc/ssh/ssh_host_*
 sed -i -e '/^[2-6]:23:respawn/d' -e 's/^1:2345:respawn:.*/T0:23:respawn:\/sbin\/getty -L ttyS0 115200 vt100/' \
 	"$root/etc/inittab"
 echo testbed >"$root/etc/hostname"
+# cloud-init under sysvinit: Debian's own init scripts, gated by ds-identify (see cloud-init-default.sh).
+install -m 0644 "$data/rootfs/cloud-init-default.sh" "$root/etc/default/cloud-init"
+install -m 0644 "$data/rootfs/cloud-testbed.cfg" "$root/etc/cloud/cloud.cfg.d/99_testbed.cfg"
+# The system locale, stated: cloud-init's locale module would otherwise run locale-gen for en_US.UTF-8
+# (tens of seconds under TCG) on the first boot of every profile.
+echo "LANG=C.UTF-8" >"$root/etc/default/locale"
 # Boot time under TCG is the budget (SSH < 30 s): a fork costs ~0.1 s early in the boot, and Debian's
 # generic rcS scripts fork a lot. Drop what a VM without hardware clock, backlight, configfs or NFS
 # never needs. Removing the scripts (not just their links) keeps insserv from bringing the links back

@@ -1,0 +1,131 @@
+"""Target boot profiles on a real testbed install under QEMU (issue 15): each boot passes on the testbed,
+and each catches a fault today's boot cannot see.
+
+- aws: the testbed (cloud-init from Debian) boots on NVMe with EC2's SMBIOS, IMDSv2 and a bigger disk;
+  the suite gets in only as `debian` with the key the metadata served. An image whose cloud-init is
+  disabled (/etc/cloud/cloud-init.disabled) passes today's boot and fails aws.
+- openstack / vsphere: the config drive and the OVF environment; an image whose datasource_list lacks
+  ConfigDrive passes today's boot and fails openstack (nothing reads the drive). (A list of one datasource
+  is no such case: ds-identify then trusts it without looking, and Ec2's metadata timeouts stall today's
+  boot too.)
+- metal: BIOS boots; UEFI is honestly not booted (the testbed installs extlinux: no ESP).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from fixtures_verify import Installed, fresh_copy, install_testbed, key_of, session_testbed
+
+from factory.stages.verify import targets
+from factory.stages.verify.verify import verify
+
+pytestmark = pytest.mark.vm
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _kickstart(folder: Path, post: str) -> Path:
+    """kickstarts/testbed.ks with one more %post (the fault under test)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ks = folder / "testbed.ks"
+    ks.write_text((ROOT / "kickstarts" / "testbed.ks").read_text() + f"\n%post\n{post}\n%end\n")
+    return ks
+
+
+def _outcomes(junit: Path) -> dict[str, list[str]]:
+    return {
+        str(c.get("name")).split("[")[0]: [x.tag for x in c if x.tag not in ("system-out", "system-err")]
+        for c in ET.parse(junit).getroot().iter("testcase")
+    }
+
+
+def _boot(installed: Installed, out: Path, boot: str) -> targets.BootResult:
+    result = targets.run_boot(installed.spec, installed.disk, out, boot, key_of(installed.build))
+    print(f"{boot}: {result.outcome} {result.reason} ssh {result.ssh_ready_s} s suite {result.suite_s} s")
+    return result
+
+
+def test_aws_boot_logs_in_with_the_metadata_key(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    installed = session_testbed(tmp_path_factory)
+    result = _boot(installed, tmp_path, "aws")
+    assert result.outcome == "passed", (tmp_path / "aws" / "pytest.log").read_text()
+    assert result.junit is not None
+    outcomes = _outcomes(result.junit)
+    for check in ("metadata_login", "metadata_hostname", "metadata_datasource", "root_grown", "network_dhcp"):
+        assert outcomes.get(f"test_{check}") == [], (check, outcomes)
+    assert not (tmp_path / "aws" / "imds.txt").exists(), "cloud-init did not use an IMDSv2 token"
+
+
+def test_disabled_cloud_init_passes_todays_boot_and_fails_aws(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    root = tmp_path_factory.getbasetemp() / "targets-vm"
+    ks = _kickstart(root / "ks-no-cloud-init", "touch /etc/cloud/cloud-init.disabled")
+    installed = install_testbed(root, "no-cloud-init", ks)
+    today = verify(installed.spec, installed.disk, installed.build, key=key_of(installed.build), boots=())
+    assert today.passed, "today's boot must not see this fault"
+    result = _boot(installed, tmp_path, "aws")
+    assert result.outcome == "failed"
+    # sshd answers, but no cloud user and no key: refused (or, on a slow host, the SSH timeout first).
+    assert "refused" in result.reason or "did not answer" in result.reason, result.reason
+
+
+@pytest.mark.parametrize("boot", ["openstack", "vsphere"])
+def test_metadata_boots_pass_on_the_testbed(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, boot: str
+) -> None:
+    result = _boot(session_testbed(tmp_path_factory), tmp_path, boot)
+    assert result.outcome == "passed", (tmp_path / boot / "pytest.log").read_text()
+
+
+def test_datasource_list_without_configdrive_fails_openstack(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    root = tmp_path_factory.getbasetemp() / "targets-vm"
+    ks = _kickstart(
+        root / "ks-no-configdrive",
+        "echo 'datasource_list: [ Ec2, OVF, None ]' > /etc/cloud/cloud.cfg.d/95_no_configdrive.cfg",
+    )
+    installed = install_testbed(root, "no-configdrive", ks)
+    today = verify(installed.spec, installed.disk, installed.build, key=key_of(installed.build), boots=())
+    assert today.passed
+    assert _boot(installed, tmp_path, "openstack").outcome == "failed"
+
+
+def test_metal_bios_boots_and_uefi_is_not_claimed(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    installed = session_testbed(tmp_path_factory)
+    bios, uefi = targets.run_boots(
+        installed.spec, installed.disk, tmp_path, key_of(installed.build), ("metal-bios", "metal-uefi")
+    )
+    assert bios.outcome == "passed", (tmp_path / "metal-bios" / "pytest.log").read_text()
+    assert uefi.outcome == "not-booted" and "EFI system partition" in uefi.reason
+
+
+def test_generalised_boot_then_aws_without_the_build_key(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """The build's path: today's boot passes and is generalised (build key removed), then the aws boot runs
+    on that generalised overlay, gets in only with the metadata key, and no login carries the build key."""
+    installed = fresh_copy(session_testbed(tmp_path_factory), tmp_path)
+    result = verify(
+        installed.spec,
+        installed.disk,
+        installed.build,
+        key=key_of(installed.build),
+        generalise_boot=True,
+        boots=("aws",),
+    )
+    assert result.passed, (installed.build.path / "verify" / "targets" / "aws" / "pytest.log").read_text()
+    (aws,) = result.boots
+    assert aws.outcome == "passed" and aws.junit is not None
+    assert _outcomes(aws.junit).get("test_no_build_key") == []
+    suites = [s.get("name") for s in ET.parse(result.junit).getroot().iter("testsuite")]
+    assert suites == ["default", "aws"]
+    print(f"default {result.default_s} s, whole verify {result.total_s} s")
