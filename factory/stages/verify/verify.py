@@ -94,17 +94,25 @@ def parse_junit(path: Path) -> Summary:
 
 
 def suite_command(
-    spec: Spec, port: int, ssh_config: Path, junit: Path, *, user: str = "root", extra: tuple[str, ...] = ()
+    spec: Spec,
+    port: int,
+    ssh_config: Path,
+    junit: Path,
+    *,
+    user: str = "root",
+    extra: tuple[str, ...] = (),
+    host: str | None = None,
 ) -> list[str]:
     """The acceptance suite's argv; a target boot logs in as its cloud user (`user`) and passes its
-    `--boot`/`--boot-facts`/`--sudo` as `extra`."""
+    `--boot`/`--boot-facts`/`--sudo` as `extra`. `host` (default 127.0.0.1:`port`): another machine, e.g.
+    the instance the AWS launch test started."""
     return [
         sys.executable,
         "-m",
         "pytest",
         str(suite_dir()),
         f"--spec={spec.source.resolve()}",
-        f"--hosts=ssh://{user}@127.0.0.1:{port}",
+        f"--hosts=ssh://{user}@{host or f'127.0.0.1:{port}'}",
         f"--ssh-config={ssh_config}",
         f"--junitxml={junit}",
         # The suite must not write a cache into the source tree (several builds may run at once).

@@ -27,7 +27,6 @@ import math
 import os
 import secrets
 import shutil
-import sys
 import tempfile
 import time
 import urllib.request
@@ -528,23 +527,10 @@ def ssh_config_text(target: SshTarget, control_path: Path, known_hosts: Path) ->
 
 def suite_command(spec: Spec, target: SshTarget, ssh_config: Path, junit: Path) -> list[str]:
     """tests/images over testinfra's SSH backend, as the verify stage runs it, as the cloud user (sudo)."""
-    from factory.stages.verify.verify import suite_dir
+    from factory.stages.verify import verify
 
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(suite_dir()),
-        f"--spec={spec.source.resolve()}",
-        f"--hosts=ssh://{target.user}@{target.host}",
-        f"--ssh-config={ssh_config}",
-        f"--junitxml={junit}",
-        "-p",
-        "no:cacheprovider",
-        "-q",
-        "-rfEs",
-    ]
-    return command if target.user == "root" else [*command, "--sudo"]
+    sudo = () if target.user == "root" else ("--sudo",)
+    return verify.suite_command(spec, 0, ssh_config, junit, user=target.user, host=target.host, extra=sudo)
 
 
 @contextlib.contextmanager
