@@ -104,7 +104,7 @@ def find_build(root: Path, spec_name: str, key: str | None, stage: str = "instal
     if not spec_dir.is_dir():
         return None
     for path in sorted(spec_dir.iterdir(), reverse=True):
-        if not (path / "record.json").is_file():
+        if not BuildDir.is_build(path):
             continue
         try:
             build = BuildDir.open(path)

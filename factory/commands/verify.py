@@ -45,7 +45,7 @@ def register(sub: Any) -> None:
 
 
 def newest_build(root: Path, spec_name: str) -> Path:
-    builds = sorted(p for p in (root / spec_name).glob("*") if (p / "record.json").is_file())
+    builds = sorted(p for p in (root / spec_name).glob("*") if BuildDir.is_build(p))
     if not builds:
         raise UsageError(f"no build of {spec_name} under {root}: give --build BUILD_DIR")
     return builds[-1]

@@ -170,6 +170,11 @@ class BuildDir:
     def record_path(self) -> Path:
         return self.path / "record.json"
 
+    @staticmethod
+    def is_build(path: Path) -> bool:
+        """Whether `path` holds a build (its record), without reading it."""
+        return (path / "record.json").is_file()
+
     # The layout, in one place (see the module docstring).
     @property
     def disk(self) -> Path:
