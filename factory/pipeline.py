@@ -160,7 +160,7 @@ class Runner:
         own = stage.inputs(ctx)
         key = digest.combine(self._previous_key(stage), stage.name, own)
         self.keys[stage.name] = key
-        if stage.needs_build and not self.forced:
+        if stage.needs_build and not self.forced and not stage.always_run:
             st = ctx.build.stage(stage.name) or {}
             if st.get("status") == "ok" and st.get("key") == key:
                 self._finish(stage, "skipped", 0.0, skip=Skip.DONE_BEFORE)

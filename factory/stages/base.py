@@ -87,6 +87,9 @@ class Stage(Protocol[R]):
     error: ClassVar[type[FactoryError]]
     # Whether it works inside a build directory (validate and media run before one is chosen).
     needs_build: ClassVar[bool]
+    # Runs whenever it is wanted, even when recorded ok for the same key (publishing: each run checks the
+    # platforms' own state and finishes or re-syncs from the targets' manifests).
+    always_run: ClassVar[bool]
     result_type: ClassVar[type[Any]]
 
     def skip(self, ctx: Context) -> Skip | None:
@@ -115,6 +118,7 @@ class BaseStage:
     """Defaults most stages share: always wanted, no own inputs, a result that cannot fail."""
 
     needs_build: ClassVar[bool] = True
+    always_run: ClassVar[bool] = False
     result_type: ClassVar[type[Any]]
 
     def skip(self, ctx: Context) -> Skip | None:

@@ -49,6 +49,7 @@ class FakeStage(BaseStage):
     not_wanted: Skip | None = None
     result_value: str = "ok"
     result: FakeResult | None = None
+    runs_always: bool = False
 
     error: ClassVar[type[FactoryError]] = VerifyError
     result_type = FakeResult
@@ -60,6 +61,10 @@ class FakeStage(BaseStage):
     @property
     def needs_build(self) -> bool:  # type: ignore[override]
         return self.needs
+
+    @property
+    def always_run(self) -> bool:  # type: ignore[override]
+        return self.runs_always
 
     def skip(self, ctx: Context) -> Skip | None:
         return self.not_wanted

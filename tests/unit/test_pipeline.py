@@ -133,6 +133,17 @@ def test_second_run_with_same_inputs_skips_what_was_done(tmp_path: Path) -> None
     assert second.stages["promote"] == {"status": "skipped", "seconds": 0.0, "skip": "not requested"}
 
 
+def test_a_stage_that_always_runs_runs_again_with_the_same_inputs(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    promote = {"not_wanted": None, "runs_always": True}
+    _run(spec, tmp_path, Log(), promote=promote)
+    again = Log()
+    _run(spec, tmp_path, again, promote=promote)
+    # Publishing runs on every requested run (it resumes from the targets' manifests); nothing before it.
+    assert again.calls == ["validate", "media", "promote"]
+    assert pipeline.PromoteStage.always_run is True
+
+
 def test_changed_iso_means_new_build(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     first = _run(spec, tmp_path, Log())

@@ -22,6 +22,9 @@ class PromoteResult:
 class PromoteStage(BaseStage):
     name: ClassVar[str] = "promote"
     error: ClassVar[type[FactoryError]] = PublishError
+    # A re-run with --promote publishes again: each target resumes from its manifest and retires what the
+    # spec's keep rule says, as `factory promote` does.
+    always_run: ClassVar[bool] = True
     result_type = PromoteResult
 
     def skip(self, ctx: Context) -> Skip | None:
