@@ -140,7 +140,7 @@ def guest_scan(
     spec: Spec, build: BuildDir, image: Path, datastream: Path, *, runs: int, work: Path
 ) -> GuestScan:
     """Boot `image` on an overlay, put openscap-scanner in, and time `oscap xccdf eval` in the guest."""
-    key = sshkey.load(build.path)
+    key = sshkey.load(build.key)
     work.mkdir(parents=True, exist_ok=True)
     port = free_port()
     # QEMU's and ssh's Unix sockets must fit in 107 bytes: a short folder of their own.
