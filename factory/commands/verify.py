@@ -19,7 +19,7 @@ from factory.core.record import BuildDir
 from factory.errors import UsageError, VerifyError
 from factory.pipeline import run_stage_objects
 from factory.spec import Spec, load_spec
-from factory.stages.base import Context, Options
+from factory.stages.base import Context, Options, recorded
 from factory.stages.verify import checks
 
 out = Console(highlight=False, soft_wrap=True)
@@ -81,15 +81,16 @@ def run_compliance(spec: Spec, build: BuildDir) -> int:
     from factory.core import digest
     from factory.stages.compliance.compliance import ComplianceResult
     from factory.stages.compliance.stage import ComplianceStage
+    from factory.stages.seal.stage import SealStage
 
     if spec.compliance is None:
         raise UsageError(f"{spec.source}: --compliance-only: the spec has no compliance section")
-    seal = (build.stage("seal") or {}).get("result") or {}
-    sealed = Path(str(seal.get("sealed_image", build.sealed_image)))
-    if not build.stage_ok("seal") or not sealed.is_file():
+    seal = recorded(build, SealStage)
+    if seal is None or not seal.sealed_image.is_file():
         raise UsageError(f"{build.path}: no sealed image to scan (the build has not been sealed)")
+    sealed = seal.sealed_image
     sealed_sha256 = digest.sha256_file(sealed)
-    if sealed_sha256 != seal.get("sealed_sha256"):
+    if sealed_sha256 != seal.sealed_sha256:
         raise VerifyError(f"{sealed}: not the sealed image the build recorded; refusing to scan it")
     ctx = _context(spec, build)
     run_stage_objects(ctx, [ComplianceStage(image=sealed, image_sha256=sealed_sha256)])

@@ -287,7 +287,11 @@ def publish_metadata(spec: Spec, build: BuildDir) -> dict[str, str]:
         return {}
     st = build.stage(STAGE) or {}
     result = st.get("result") or {}
-    sealed = ((build.stage("seal") or {}).get("result") or {}).get("sealed_sha256")
+    from factory.stages.base import recorded
+    from factory.stages.seal.stage import SealStage
+
+    seal = recorded(build, SealStage)
+    sealed = seal.sealed_sha256 if seal is not None else None
     if st.get("status") != "ok" or not result.get("passed"):
         raise VerifyError(
             f"build {build.build_id}: the compliance scan has not passed (status: "
