@@ -315,7 +315,7 @@ def _summarise(ctx: Context, outcome: Outcome) -> None:
     if sealed is None and ctx.build.stage_ok(SealStage.name) and ctx.options.verify:
         sealed = ctx.result(SealStage)
     if sealed is not None:
-        outcome.image_sha256 = getattr(sealed, "sealed_sha256", None)
+        outcome.image_sha256 = sealed.sealed_sha256
     elif not ctx.options.verify and ctx.build.disk.is_file():
         outcome.image_sha256 = digest.sha256_file(ctx.build.disk)
     if ctx.spec.compliance is not None:

@@ -65,12 +65,14 @@ class Context:
         """An earlier stage's result: from this run, else loaded back from the build record."""
         name = stage.name
         if name not in self.results:
-            st = self.build.stage(name) or {}
-            if st.get("status") != "ok" or st.get("result") is None:
+            # Loaded by the stage that made it (the running table's), as the gate reads it.
+            loaded = recorded(self.build, self.table.get(name, stage))  # type: ignore[arg-type]
+            if loaded is None:
+                st = self.build.stage(name) or {}
                 raise InputError(
                     f"{self.build.path}: no {name} result (stage {name}: {st.get('status', 'not run')})"
                 )
-            self.results[name] = _load(self.build, self.table.get(name, stage), st["result"])
+            self.results[name] = loaded
         value: R = self.results[name]
         return value
 
