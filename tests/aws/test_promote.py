@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.targets.aws.promote import cleanup, promote
+from factory.targets.aws.promote import _age, cleanup, promote
 from factory.targets.aws.session import AwsSettings, open_account
 from tests.aws.conftest import FAST, SOURCE, TARGETS, Recorder, make_build, make_keys, make_spec
 
@@ -112,3 +112,24 @@ def test_cleanup_removes_build_leftovers_but_not_what_ssm_points_to(
         result.amis["images-staging"]["us-west-2"],
     }
     assert json.loads(cres.manifest.read_text())["state"] == "cleaned"
+
+
+def test_age_orders_a_creation_date_tie_by_build_time() -> None:
+    # Two promotions within one second share a CreationDate (moto stamps whole seconds):
+    # the build id, which starts with the UTC build time, decides which one is older.
+    stamp = "2026-01-03T00:00:00.000Z"
+    images = [
+        {
+            "ImageId": "ami-new",
+            "CreationDate": stamp,
+            "Tags": [{"Key": "factory:build-id", "Value": "20260102T000000Z-b"}],
+        },
+        {
+            "ImageId": "ami-old",
+            "CreationDate": stamp,
+            "Tags": [{"Key": "factory:build-id", "Value": "20260101T000000Z-a"}],
+        },
+        {"ImageId": "ami-untagged", "CreationDate": "2026-01-01T00:00:00.000Z"},
+    ]
+    newest_first = [i["ImageId"] for i in sorted(images, key=_age, reverse=True)]
+    assert newest_first == ["ami-new", "ami-old", "ami-untagged"]

@@ -651,7 +651,7 @@ class _Run:
                 )["Images"]
                 others = sorted(
                     (i for i in images if i["ImageId"] not in mine and i.get("State") == "available"),
-                    key=lambda i: str(i.get("CreationDate", "")),
+                    key=_age,
                     reverse=True,
                 )
                 in_use = self.ssm_targets(account, region)
@@ -719,3 +719,13 @@ class _Run:
         return CleanupResult(
             self.manifest.path, tuple(removed), tuple(dict.fromkeys(snaps_removed)), tuple(kept)
         )
+
+
+def _age(image: Any) -> tuple[str, str]:
+    """Sort key, newest last: CreationDate, then the build id tag.
+
+    CreationDate can tie (moto stamps whole seconds; two quick promotions share one), and the
+    build id starts with its UTC build time, so it orders a tie the way the builds happened.
+    """
+    tags = {t.get("Key"): t.get("Value", "") for t in image.get("Tags", [])}
+    return str(image.get("CreationDate", "")), str(tags.get("factory:build-id", ""))
