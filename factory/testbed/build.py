@@ -29,7 +29,7 @@ from factory.core import digest as digest_mod
 from factory.core import paths
 from factory.errors import ToolError
 from factory.host import supermin, tools
-from factory.testbed import cpio, kmod, tarorder
+from factory.testbed import cpio, kmod, layer, tarorder
 
 log = logging.getLogger("factory.testbed")
 
@@ -39,7 +39,8 @@ VOLUME_LABEL = "TESTBED 1 x86_64"
 #    the installer initramfs carries `ena` and `modules.builtin` (AWS's driver checks).
 # 5: cloud-init in the base system; the installed system mounts root=LABEL=root (virtio or NVMe disk);
 #    vmxnet3 and vmw_pvscsi among the modules.
-FORMAT = 5
+# 6: cloud-init moved out of the base into images/install-cloud.img, unpacked only when %packages names it.
+FORMAT = 6
 SUITE = "bookworm"
 DATA = Path(__file__).parent
 
@@ -60,12 +61,12 @@ MEDIA_PACKAGES = (
 )
 # The base system (images/install.img): sysvinit boots in seconds under TCG where systemd took 32 s
 # to a login prompt; busybox provides udhcpc for the EL7-style network service.
-# cloud-init (Debian's, with growpart from cloud-guest-utils and sudo for its default user) lets the
-# target boot profiles of verify run for real: Ec2 / ConfigDrive / OVF picked by ds-identify.
-BASE_PACKAGES = (
-    "sysvinit-core", "openssh-server", "busybox", "extlinux", "syslinux-common", "e2fsprogs",
-    "cloud-init", "cloud-guest-utils", "sudo",
-)  # fmt: skip
+BASE_PACKAGES = ("sysvinit-core", "openssh-server", "busybox", "extlinux", "syslinux-common", "e2fsprogs")
+# The cloud layer (images/install-cloud.img, factory.testbed.layer): cloud-init (Debian's, with growpart
+# from cloud-guest-utils and sudo for its default user) lets the target boot profiles of verify run for
+# real (Ec2 / ConfigDrive / OVF picked by ds-identify). Apart from the base because python3 and cloud-init
+# are 30 MB more to unpack under TCG: only a kickstart whose %packages names one of them pays for it.
+CLOUD_PACKAGES = ("cloud-init", "cloud-guest-utils", "sudo")
 # Real, small .debs for %packages, shipped under Packages/ (their dependencies are in the base).
 EXTRA_PACKAGES = ("tree", "less")
 # Loaded explicitly, in dependency order, by the installer and by the installed system's boot.
@@ -104,6 +105,7 @@ SCRIPTS = (
     "cpio.py",
     "kmod.py",
     "tarorder.py",
+    "layer.py",
 )
 # The host program that links the GRUB image; its version is hashed with the package versions (it must
 # match the modules' GRUB version, and a new one makes a different BOOTX64.EFI).
@@ -169,6 +171,7 @@ class Testbed:
     content_hash: str
     base_packages: int
     extra_packages: tuple[str, ...]
+    cloud_packages: int
 
 
 @contextmanager
@@ -204,6 +207,7 @@ def content_hash(scripts: dict[str, bytes], versions: dict[str, str], *, part: s
         "label": VOLUME_LABEL,
         "media": list(MEDIA_PACKAGES),
         "base": list(BASE_PACKAGES),
+        "cloud": list(CLOUD_PACKAGES),
         "extra": list(EXTRA_PACKAGES),
         "modules": list(MODULES),
         "scripts": {k: hashlib.sha256(v).hexdigest() for k, v in sorted(scripts.items())},
@@ -219,7 +223,7 @@ def _read_scripts() -> dict[str, bytes]:
 def build_testbed(cache: Path | None = None, *, force: bool = False) -> Testbed:
     """Build (or reuse from the cache) the testbed ISO and return where it is."""
     kernel_pkg = supermin.kernel_package()
-    versions = _apt_versions([kernel_pkg, *MEDIA_PACKAGES, *BASE_PACKAGES, *EXTRA_PACKAGES])
+    versions = _apt_versions([kernel_pkg, *MEDIA_PACKAGES, *BASE_PACKAGES, *CLOUD_PACKAGES, *EXTRA_PACKAGES])
     versions[GRUB_MKIMAGE] = _grub_mkimage_version()
     digest = content_hash(_read_scripts(), versions)
     root = (cache or paths.cache_dir()) / "testbed"
@@ -281,7 +285,8 @@ def _build(work: Path, final: Path, digest: str, kernel_pkg: str, versions: dict
             # One tree for all: the initramfs picks files out of it.
             tools.run(["dpkg-deb", "-x", deb, unpacked], timeout=300)
     kernel_version = kernel_pkg.removeprefix("linux-image-")
-    rootfs, base_lines = _base_rootfs(work, final.parent, versions)
+    rootfs, base_lines = _base_rootfs(work, final.parent, versions, BASE_PACKAGES)
+    cloud, cloud_lines, cloud_removed = _cloud_layer(work, final.parent, versions, rootfs, base_lines)
     with _step("installer initramfs"):
         initrd = gzip.compress(
             cpio.archive(_initramfs_entries(unpacked, work / "initramfs", kernel_version)), 6
@@ -304,6 +309,9 @@ def _build(work: Path, final: Path, digest: str, kernel_pkg: str, versions: dict
         shutil.copyfile(_efiboot(unpacked, work), tree / "images" / "efiboot.img")
         shutil.copyfile(rootfs, tree / "images" / "install.img")
         (tree / "images" / "install.pkgs").write_text("".join(f"{line}\n" for line in base_lines))
+        shutil.copyfile(cloud, tree / "images" / "install-cloud.img")
+        (tree / "images" / "install-cloud.pkgs").write_text("".join(f"{line}\n" for line in cloud_lines))
+        (tree / "images" / "install-cloud.remove").write_text("".join(f"{p}\n" for p in cloud_removed))
         for name in EXTRA_PACKAGES:
             for deb in debs.glob(f"{name}_*.deb"):
                 shutil.copyfile(deb, tree / "Packages" / deb.name)
@@ -357,6 +365,7 @@ def _build(work: Path, final: Path, digest: str, kernel_pkg: str, versions: dict
         content_hash=digest,
         base_packages=len(base_lines),
         extra_packages=EXTRA_PACKAGES,
+        cloud_packages=len(cloud_lines),
     )
     doc = asdict(testbed)
     for key in ("iso", "kernel", "initrd"):
@@ -459,18 +468,20 @@ ROOTFS_SCRIPTS = (
 )
 
 
-def _base_rootfs(work: Path, root: Path, versions: dict[str, str]) -> tuple[Path, list[str]]:
-    """The base system tarball (in package order: tarorder) and its install.pkgs lines
+def _base_rootfs(
+    work: Path, root: Path, versions: dict[str, str], packages: tuple[str, ...]
+) -> tuple[Path, list[str]]:
+    """A root filesystem tarball of `packages` (in package order: tarorder) and its install.pkgs lines
     (`package<TAB>marker`), cached apart from the ISO: mmdebstrap is 30 s of the build's 35, and the
     installer script changes far more often than the base system."""
     scripts = {name: (DATA / name).read_bytes() for name in ROOTFS_SCRIPTS}
-    digest = content_hash(scripts, {p: versions[p] for p in BASE_PACKAGES}, part="rootfs")
+    digest = content_hash(scripts, {p: versions[p] for p in packages}, part=f"rootfs {' '.join(packages)}")
     cached = root / f"rootfs-{digest}"
     tarball, listing = cached / "install.tar.gz", cached / "packages.txt"
     with FileLock(str(root / f"rootfs-{digest}.lock"), timeout=900):
         if listing.exists():
             return tarball, listing.read_text().splitlines()
-        with _step("base root filesystem (mmdebstrap)"):
+        with _step(f"root filesystem of {len(packages)} packages (mmdebstrap)"):
             base_list = work / "base-packages.txt"
             rootfs = work / "install.tar.gz"
             tools.run(
@@ -483,7 +494,7 @@ def _base_rootfs(work: Path, root: Path, versions: dict[str, str]) -> tuple[Path
                     "--dpkgopt=path-exclude=/usr/share/man/*",
                     "--dpkgopt=path-exclude=/usr/share/locale/*",
                     "--dpkgopt=path-exclude=/usr/share/info/*",
-                    f"--include={','.join(BASE_PACKAGES)}",
+                    f"--include={','.join(packages)}",
                     f'--customize-hook=sh {DATA / "rootfs/customize.sh"} "$1" {DATA} {base_list}',
                     SUITE,
                     rootfs,
@@ -499,3 +510,29 @@ def _base_rootfs(work: Path, root: Path, versions: dict[str, str]) -> tuple[Path
             ordered.replace(tarball)
             lines.replace(listing)
     return tarball, listing.read_text().splitlines()
+
+
+def _cloud_layer(
+    work: Path, root: Path, versions: dict[str, str], base: Path, base_lines: list[str]
+) -> tuple[Path, list[str], list[str]]:
+    """images/install-cloud.img (the base plus CLOUD_PACKAGES, minus the base: layer.write, in package
+    order), its install-cloud.pkgs lines and the base paths it removes; cached beside the root filesystems."""
+    full, full_lines = _base_rootfs(work, root, versions, (*BASE_PACKAGES, *CLOUD_PACKAGES))
+    code = hashlib.sha256((DATA / "layer.py").read_bytes()).hexdigest()
+    cached = root / f"{full.parent.name}-layer-{digest_mod.combine(digest_mod.sha256_file(base), code)[:16]}"
+    tarball, listing, removals = cached / "layer.tar.gz", cached / "packages.txt", cached / "remove.txt"
+    with FileLock(str(cached) + ".lock", timeout=900):
+        if listing.exists():
+            return tarball, listing.read_text().splitlines(), removals.read_text().splitlines()
+        with _step("cloud layer (full system minus base)"):
+            delta = work / "cloud-layer.tar.gz"
+            removed = layer.write(base, full, delta)
+            in_base = {line.split("\t", 1)[0] for line in base_lines}
+            added = [name for name in (line.split("\t", 1)[0] for line in full_lines) if name not in in_base]
+            ordered = work / "cloud-layer-ordered.tar.gz"
+            marks = tarorder.reorder(delta, ordered, added)
+            cached.mkdir(parents=True, exist_ok=True)
+            removals.write_text("".join(f"{p}\n" for p in removed))
+            ordered.replace(tarball)
+            listing.write_text("".join(f"{package}\t{marker}\n" for package, marker in marks))
+    return tarball, listing.read_text().splitlines(), removals.read_text().splitlines()

@@ -270,7 +270,8 @@ fetch_repo() {
 	url=${1%/}
 	say "Fetching the installation source from $url"
 	mkdir -p "$REPO/images" "$REPO/isolinux" "$REPO/Packages"
-	for f in images/install.img images/install.pkgs isolinux/vmlinuz isolinux/initrd.img; do
+	for f in images/install.img images/install.pkgs images/install-cloud.img images/install-cloud.pkgs \
+		images/install-cloud.remove isolinux/vmlinuz isolinux/initrd.img; do
 		http_fetch "$url/$f" "$REPO/$f" || crash "cannot fetch $f from the installation source inst.repo=$url"
 	done
 	http_fetch "$url/Packages/" /tmp/packages.list || crash "cannot list Packages/ of inst.repo=$url"
@@ -363,7 +364,7 @@ yesno() {
 
 # Settings gathered from the kickstart (applied after the disk is ready, as anaconda does).
 NETWORKS="" ROOTPW="" ROOTLOCK=no USERS="" ENABLE="" DISABLE="" APPEND="" BOOTLOC=mbr TIMEOUT=1
-PART_FS=ext4 HAVE_STORAGE=no FINISH=halt PACKAGES="" HOSTNAME=""
+PART_FS=ext4 HAVE_STORAGE=no FINISH=halt PACKAGES="" HOSTNAME="" CLOUD=no
 c_network() {
 	ln=$1
 	shift
@@ -498,8 +499,20 @@ read_plan() {
 	done <"$PLAN"
 	IFS=' '
 	if [ "$HAVE_STORAGE" = no ]; then logline WARN "no part / or autopart: using autopart"; fi
-	# Like anaconda's package check before anything touches the disk.
+	# Like anaconda's package check before anything touches the disk. A package of the base system is
+	# there anyway; one of the cloud layer's brings the whole layer (cloud-init and what it runs on).
+	debs=""
 	for p in $PACKAGES; do
+		if listed "$p" "$REPO/images/install.pkgs"; then
+			logline INFO "package $p: part of the base system"
+			continue
+		fi
+		if listed "$p" "$REPO/images/install-cloud.pkgs"; then
+			logline INFO "package $p: in the cloud layer (images/install-cloud.img)"
+			CLOUD=yes
+			continue
+		fi
+		debs="$debs $p"
 		set -- "$REPO"/Packages/"$p"_*.deb
 		if [ ! -f "$1" ]; then
 			logline ERR "packaging: Installation failed: package $p is not on the installation media"
@@ -511,6 +524,11 @@ read_plan() {
 			stop_here
 		fi
 	done
+	PACKAGES=$debs
+}
+# listed PACKAGE FILE: FILE (install.pkgs lines: package<TAB>marker) names PACKAGE.
+listed() {
+	[ -f "$2" ] && cut -f 1 "$2" | grep -qxF "$1"
 }
 
 # ---------------------------------------------------------------- the install
@@ -531,37 +549,51 @@ make_storage() {
 	mkdir -p "$SYSROOT"
 	run mount -t "$PART_FS" /dev/vda1 "$SYSROOT"
 }
-install_base() {
-	STAGE=install_packages
-	base=$(wc -l <"$REPO/images/install.pkgs")
-	set -- $PACKAGES
-	total=$((base + $#))
-	say "Starting package installation process"
-	[ "$FAIL" = hang ] && { logline INFO "testbed.fail=hang: going silent"; while :; do sleep 3600; done; }
-	# The progress follows the real unpacking, as anaconda's does: the base tarball holds each package's
-	# files together (in install.pkgs order), and install.pkgs names the first path of each ("marker").
-	# When tar -v prints a marker, that package (and any file-less one before it) is being installed.
+# unpack TARBALL LIST DONE: unpack onto the sysroot, saying "Installing <pkg> (n/$total)" from n=DONE+1.
+# The progress follows the real unpacking, as anaconda's does: the tarball holds each package's files
+# together (in LIST order), and LIST names the first path of each ("marker"). When tar -v prints a
+# marker, that package (and any file-less one before it) is being installed.
+unpack() {
+	want=$(($3 + $(wc -l <"$2")))
 	# pipefail: a failing tar must fail the install, not vanish behind the progress loop's status.
 	set -o pipefail
 	# shellcheck disable=SC2016 # awk's own $0, not the shell's
-	if ! tar -xzvf "$REPO/images/install.img" -C "$SYSROOT" 2>>"$LOGFILE" |
-		awk -F "$TAB" -v pkgs="$REPO/images/install.pkgs" '
+	if ! tar -xzvf "$1" -C "$SYSROOT" 2>>"$LOGFILE" |
+		awk -F "$TAB" -v pkgs="$2" '
 			BEGIN { while ((getline l <pkgs) > 0) { split(l, f, "\t"); n++; name[n] = f[1]; if (f[2] != "") at[f[2]] = n } }
 				($0 in at) { for (; done < at[$0]; done++) print name[done + 1]; fflush() }
 			END { for (; done < n; done++) print name[done + 1] }' |
 		{
-			n=0
+			n=$3
 			while read -r p; do
 				n=$((n + 1))
 				say "Installing $p ($n/$total)"
 			done
-			[ "$n" -eq "$base" ]
+			[ "$n" -eq "$want" ]
 		}; then
 		set +o pipefail
-		crash "unpacking the base system failed: $(tail -n 3 "$LOGFILE" | tr '\n' ' ')"
+		crash "unpacking ${1##*/} failed: $(tail -n 3 "$LOGFILE" | tr '\n' ' ')"
 	fi
 	set +o pipefail
-	n=$base
+}
+install_base() {
+	STAGE=install_packages
+	base=$(wc -l <"$REPO/images/install.pkgs")
+	cloud=0
+	[ "$CLOUD" = yes ] && cloud=$(wc -l <"$REPO/images/install-cloud.pkgs")
+	set -- $PACKAGES
+	total=$((base + cloud + $#))
+	say "Starting package installation process"
+	[ "$FAIL" = hang ] && { logline INFO "testbed.fail=hang: going silent"; while :; do sleep 3600; done; }
+	unpack "$REPO/images/install.img" "$REPO/images/install.pkgs" 0
+	if [ "$CLOUD" = yes ]; then
+		unpack "$REPO/images/install-cloud.img" "$REPO/images/install-cloud.pkgs" "$base"
+		# What the full system does not have that the base does (built by factory.testbed.layer).
+		while read -r gone; do
+			[ -n "$gone" ] && rm -rf "${SYSROOT:?}/${gone#./}"
+		done <"$REPO/images/install-cloud.remove"
+	fi
+	n=$((base + cloud))
 	for p in $PACKAGES; do
 		n=$((n + 1))
 		say "Installing $p ($n/$total)"

@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from fixtures_verify import Installed, fresh_copy, install_testbed, key_of, session_testbed
+from fixtures_verify import Installed, cloud_kickstart, fresh_copy, install_testbed, key_of, session_testbed
 
 from factory.stages.verify import targets
 from factory.stages.verify.verify import verify
@@ -25,14 +25,6 @@ from factory.stages.verify.verify import verify
 pytestmark = pytest.mark.vm
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _kickstart(folder: Path, post: str) -> Path:
-    """kickstarts/testbed.ks with one more %post (the fault under test)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ks = folder / "testbed.ks"
-    ks.write_text((ROOT / "kickstarts" / "testbed.ks").read_text() + f"\n%post\n{post}\n%end\n")
-    return ks
 
 
 def _outcomes(junit: Path) -> dict[str, list[str]]:
@@ -65,8 +57,8 @@ def test_disabled_cloud_init_passes_todays_boot_and_fails_aws(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
     root = tmp_path_factory.getbasetemp() / "targets-vm"
-    ks = _kickstart(root / "ks-no-cloud-init", "touch /etc/cloud/cloud-init.disabled")
-    installed = install_testbed(root, "no-cloud-init", ks)
+    ks = cloud_kickstart(root / "ks-no-cloud-init", "touch /etc/cloud/cloud-init.disabled")
+    installed = install_testbed(root, "no-cloud-init", ks, cloud_init=True)
     today = verify(installed.spec, installed.disk, installed.build, key=key_of(installed.build), boots=())
     assert today.passed, "today's boot must not see this fault"
     result = _boot(installed, tmp_path, "aws")
@@ -87,11 +79,11 @@ def test_datasource_list_without_configdrive_fails_openstack(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
     root = tmp_path_factory.getbasetemp() / "targets-vm"
-    ks = _kickstart(
+    ks = cloud_kickstart(
         root / "ks-no-configdrive",
         "echo 'datasource_list: [ Ec2, OVF, None ]' > /etc/cloud/cloud.cfg.d/95_no_configdrive.cfg",
     )
-    installed = install_testbed(root, "no-configdrive", ks)
+    installed = install_testbed(root, "no-configdrive", ks, cloud_init=True)
     today = verify(installed.spec, installed.disk, installed.build, key=key_of(installed.build), boots=())
     assert today.passed
     assert _boot(installed, tmp_path, "openstack").outcome == "failed"

@@ -26,8 +26,11 @@ sed -i -e '/^[2-6]:23:respawn/d' -e 's/^1:2345:respawn:.*/T0:23:respawn:\/sbin\/
 	"$root/etc/inittab"
 echo testbed >"$root/etc/hostname"
 # cloud-init under sysvinit: Debian's own init scripts, gated by ds-identify (see cloud-init-default.sh).
-install -m 0644 "$data/rootfs/cloud-init-default.sh" "$root/etc/default/cloud-init"
-install -m 0644 "$data/rootfs/cloud-testbed.cfg" "$root/etc/cloud/cloud.cfg.d/99_testbed.cfg"
+# Only in the root filesystem that has it: the base one does not (the cloud layer, factory.testbed.layer).
+if [ -d "$root/etc/cloud" ]; then
+	install -m 0644 "$data/rootfs/cloud-init-default.sh" "$root/etc/default/cloud-init"
+	install -m 0644 "$data/rootfs/cloud-testbed.cfg" "$root/etc/cloud/cloud.cfg.d/99_testbed.cfg"
+fi
 # The system locale, stated: cloud-init's locale module would otherwise run locale-gen for en_US.UTF-8
 # (tens of seconds under TCG) on the first boot of every profile.
 echo "LANG=C.UTF-8" >"$root/etc/default/locale"
