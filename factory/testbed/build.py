@@ -489,8 +489,11 @@ def _base_rootfs(
                     "mmdebstrap",
                     "--variant=minbase",
                     '--aptopt=APT::Install-Recommends "false"',
-                    # Documentation is dead weight in a CI guest and slows the unpack under TCG.
+                    # Documentation is dead weight in a CI guest and slows the unpack under TCG; the
+                    # copyright files stay (dpkg applies the include after the exclude): verify's SBOM
+                    # reads each package's licenses from them.
                     "--dpkgopt=path-exclude=/usr/share/doc/*",
+                    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
                     "--dpkgopt=path-exclude=/usr/share/man/*",
                     "--dpkgopt=path-exclude=/usr/share/locale/*",
                     "--dpkgopt=path-exclude=/usr/share/info/*",

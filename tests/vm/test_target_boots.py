@@ -8,7 +8,13 @@ and each catches a fault today's boot cannot see.
   ConfigDrive passes today's boot and fails openstack (nothing reads the drive). (A list of one datasource
   is no such case: ds-identify then trusts it without looking, and Ec2's metadata timeouts stall today's
   boot too.)
-- metal: BIOS boots; UEFI is honestly not booted (the testbed installs extlinux: no ESP).
+- aws and vsphere, one image: NVMe disabled at boot (built into the testbed's kernel, so the static
+  nvme_initramfs check is satisfied; `initcall_blacklist=nvme_init` stands for a kernel without the driver)
+  and an initramfs rebuilt host-only for the build's virtio machine (no vmxnet3, no vmw_pvscsi) pass
+  today's boot; aws ends in dracut's emergency shell, vsphere fails only its vmware_drivers check.
+- metal: BIOS boots; UEFI is honestly not booted (the testbed installs extlinux: no ESP). An ifcfg pinned
+  to the build machine's MAC (HWADDR=, as EL 7's anaconda writes it) passes today's boot and leaves the
+  metal boot, on another NIC, without network.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from fixtures_verify import Installed, cloud_kickstart, fresh_copy, install_testbed, key_of, session_testbed
+from fixtures_verify import Installed, fresh_copy, install_testbed, key_of, session_testbed, testbed_kickstart
 
 from factory.stages.verify import targets
 from factory.stages.verify.verify import verify
@@ -57,7 +63,7 @@ def test_disabled_cloud_init_passes_todays_boot_and_fails_aws(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
     root = tmp_path_factory.getbasetemp() / "targets-vm"
-    ks = cloud_kickstart(root / "ks-no-cloud-init", "touch /etc/cloud/cloud-init.disabled")
+    ks = testbed_kickstart(root / "ks-no-cloud-init", "touch /etc/cloud/cloud-init.disabled", cloud_init=True)
     installed = install_testbed(root, "no-cloud-init", ks, cloud_init=True)
     today = verify(installed.spec, installed.disk, installed.build, key=key_of(installed.build), boots=())
     assert today.passed, "today's boot must not see this fault"
@@ -79,14 +85,73 @@ def test_datasource_list_without_configdrive_fails_openstack(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
     root = tmp_path_factory.getbasetemp() / "targets-vm"
-    ks = cloud_kickstart(
+    ks = testbed_kickstart(
         root / "ks-no-configdrive",
         "echo 'datasource_list: [ Ec2, OVF, None ]' > /etc/cloud/cloud.cfg.d/95_no_configdrive.cfg",
+        cloud_init=True,
     )
     installed = install_testbed(root, "no-configdrive", ks, cloud_init=True)
     today = verify(installed.spec, installed.disk, installed.build, key=key_of(installed.build), boots=())
     assert today.passed
     assert _boot(installed, tmp_path, "openstack").outcome == "failed"
+
+
+# A host-only initramfs: the installed one, unpacked and packed again without VMware's drivers (busybox
+# cpio and the module list the testbed's /init loads).
+HOST_ONLY_INITRAMFS = """\
+set -e
+kv=$(ls /lib/modules)
+rm -rf /tmp/ird && mkdir /tmp/ird && cd /tmp/ird
+zcat "/boot/initrd.img-$kv" | busybox cpio -i -d 2>/dev/null
+find . -name 'vmxnet3.ko*' -delete
+find . -name 'vmw_pvscsi.ko*' -delete
+sed -i -e '/vmxnet3/d' -e '/vmw_pvscsi/d' etc/testbed/modules
+find . | busybox cpio -o -H newc 2>/dev/null | gzip -6 >"/boot/initrd.img-$kv"
+cd / && rm -rf /tmp/ird
+"""
+
+
+def test_nvme_and_vmware_driver_faults_fail_only_aws_and_vsphere(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    root = tmp_path_factory.getbasetemp() / "targets-vm"
+    ks = testbed_kickstart(root / "ks-drivers", HOST_ONLY_INITRAMFS, cloud_init=True)
+    text = ks.read_text()
+    no_nvme = text.replace(
+        '--append="console=ttyS0,115200', '--append="initcall_blacklist=nvme_init console=ttyS0,115200'
+    )
+    assert no_nvme != text, "kickstarts/testbed.ks has no bootloader --append to extend"
+    ks.write_text(no_nvme)
+    installed = install_testbed(root, "drivers", ks, cloud_init=True)
+    today = verify(installed.spec, installed.disk, installed.build, key=key_of(installed.build), boots=())
+    assert today.passed, "today's boot (virtio disk and NIC) must not see these faults"
+    aws, vsphere = targets.run_boots(
+        installed.spec, installed.disk, tmp_path, key_of(installed.build), ("aws", "vsphere")
+    )
+    assert aws.outcome == "failed" and "emergency shell" in aws.reason, aws.reason
+    console = (tmp_path / "aws" / "console.log").read_text(errors="replace")
+    assert "/dev/disk/by-label/root does not exist" in console
+    assert vsphere.outcome == "failed" and vsphere.junit is not None, vsphere.reason
+    failed = {
+        name for name, kinds in _outcomes(vsphere.junit).items() if "failure" in kinds or "error" in kinds
+    }
+    assert failed == {"test_vmware_drivers"}, failed
+
+
+def test_nic_pinned_to_the_build_mac_fails_metal(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    root = tmp_path_factory.getbasetemp() / "targets-vm"
+    pin = 'echo "HWADDR=$(cat /sys/class/net/eth0/address)" >> /etc/sysconfig/network-scripts/ifcfg-eth0'
+    installed = install_testbed(root, "hwaddr", testbed_kickstart(root / "ks-hwaddr", pin, cloud_init=False))
+    today = verify(installed.spec, installed.disk, installed.build, key=key_of(installed.build), boots=())
+    assert today.passed, "today's boot has the build's MAC: the pinned ifcfg comes up"
+    (metal,) = targets.run_boots(
+        installed.spec, installed.disk, tmp_path, key_of(installed.build), ("metal-bios",)
+    )
+    assert metal.outcome == "failed", metal.reason
+    console = (tmp_path / "metal-bios" / "console.log").read_text(errors="replace")
+    assert "Device eth0 has different MAC address than expected, ignoring." in console
 
 
 def test_metal_bios_boots_and_uefi_is_not_claimed(

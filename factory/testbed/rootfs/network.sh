@@ -21,11 +21,20 @@ start() {
 	for f in /etc/sysconfig/network-scripts/ifcfg-*; do
 		[ -f "$f" ] || continue
 		(
-			DEVICE="" ONBOOT="" BOOTPROTO="" IPADDR="" NETMASK="" PREFIX="" GATEWAY=""
+			DEVICE="" ONBOOT="" BOOTPROTO="" IPADDR="" NETMASK="" PREFIX="" GATEWAY="" HWADDR=""
 			. "$f"
 			dev=${DEVICE:-${f##*/ifcfg-}}
 			[ "$dev" = lo ] && exit 0
 			case "$ONBOOT" in yes | YES | true | 1) ;; *) exit 0 ;; esac
+			# As EL 7's ifup-eth: an ifcfg pinned to a MAC (HWADDR=) brings up only that NIC, the golden
+			# image's classic fault on every other machine.
+			if [ -n "$HWADDR" ]; then
+				found=$(cat "/sys/class/net/$dev/address" 2>/dev/null)
+				if [ "$(echo "$found" | tr 'A-F' 'a-f')" != "$(echo "$HWADDR" | tr 'A-F' 'a-f')" ]; then
+					echo "Device $dev has different MAC address than expected, ignoring."
+					exit 1
+				fi
+			fi
 			ip link set "$dev" up || exit 1
 			case "$BOOTPROTO" in
 			dhcp | bootp)
