@@ -51,6 +51,10 @@ def test_verify_records_the_inventory_and_the_diff(
     assert {"openssh-server", "bash", "sysvinit-core"} <= names
     assert result.packages == len(recorded.packages) > 50
     assert recorded.kernel.endswith("-amd64"), recorded.kernel
+    # Licenses from each package's DEP-5 copyright file (the testbed keeps them, docs are dropped).
+    by_name = {p.name: p for p in recorded.packages}
+    assert "GPL-3+" in by_name["bash"].licenses, by_name["bash"].licenses
+    assert sum(1 for p in recorded.packages if p.licenses) > len(recorded.packages) // 2
 
     diff = result.package_diff
     assert diff is not None and diff.before == older.build_id
@@ -66,4 +70,6 @@ def test_verify_records_the_inventory_and_the_diff(
     assert sbom.validate(text) is None
     doc = json.loads(text)
     assert len(doc["components"]) == result.packages
+    bash = next(c for c in doc["components"] if c["name"] == "bash")
+    assert bash.get("licenses"), bash
     assert doc["metadata"]["component"]["hashes"][0]["content"] == result.image_sha256
