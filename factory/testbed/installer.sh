@@ -193,23 +193,19 @@ boot_installed() {
 	mkdir -p /newroot
 	if ! mount -t ext4 -o ro "$root" /newroot 2>>"$LOGFILE"; then
 		# What EL 7's dracut prints when the root device never shows up (no driver for its disk, a wrong
-		# root=), so the factory's boot watch sees the same emergency shell it sees on EL.
+		# root=), so the factory's boot watch sees the same emergency shell it sees on EL. Through the
+		# kernel log, as dracut's warnings go: /dev/console is only the last console= (tty0 here).
 		case "${spec:-}" in
 		LABEL=*) missing=/dev/disk/by-label/${spec#LABEL=} ;;
 		UUID=*) missing=/dev/disk/by-uuid/${spec#UUID=} ;;
 		*) missing=$root ;;
 		esac
-		{
-			echo "dracut-initqueue[$$]: Warning: Could not boot."
-			echo "dracut-initqueue[$$]: Warning: $missing does not exist"
-			echo "Warning: $missing does not exist"
-			echo
-			echo "Generating \"/run/initramfs/rdsosreport.txt\""
-			echo
-			echo "Entering emergency mode. Exit the shell to continue."
-			echo "Type \"journalctl\" to view system logs."
-			echo
-		} >/dev/console
+		for line in "dracut-initqueue[$$]: Warning: Could not boot." \
+			"dracut-initqueue[$$]: Warning: $missing does not exist" \
+			"dracut: Generating \"/run/initramfs/rdsosreport.txt\"" \
+			"dracut: Entering emergency mode. Exit the shell to continue."; do
+			echo "<4>$line" >/dev/kmsg
+		done
 		PS1='dracut:/# ' exec sh </dev/console >/dev/console 2>&1
 	fi
 	# udev's /dev/block/MAJ:MIN links (the testbed has no udev; devtmpfs makes none): cloud-init's
