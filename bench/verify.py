@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "vm"))
 
-from fixtures_verify import install_testbed, make_testbed_spec, testbed_kickstart
+from fixtures_verify import install_testbed, kickstart_with, make_testbed_spec
 
 from factory.core.record import BuildDir
 from factory.stages.verify.verify import verify
@@ -43,7 +43,7 @@ def main() -> int:
         spec, disk = make_testbed_spec(work, cloud_init=cloud), build.path / "disk.qcow2"
     else:
         started = time.monotonic()
-        ks = testbed_kickstart(work / "ks", cloud_init=True) if cloud else None
+        ks = kickstart_with(work / "ks", cloud_init=True) if cloud else None
         installed = install_testbed(work, "testbed", ks, cloud_init=cloud)
         spec, build, disk = installed.spec, installed.build, installed.disk
         print(f"install (not part of the figures): {time.monotonic() - started:.1f} s")

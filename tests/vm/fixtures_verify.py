@@ -34,7 +34,7 @@ def make_testbed_spec(folder: Path, kickstart: Path | None = None, **expect: obj
     return load_spec(path)
 
 
-def testbed_kickstart(folder: Path, post: str = "", *, cloud_init: bool) -> Path:
+def kickstart_with(folder: Path, post: str = "", *, cloud_init: bool) -> Path:
     """kickstarts/testbed.ks, with cloud-init in %packages when `cloud_init` (the testbed's cloud layer,
     which every metadata boot needs) and optionally one more %post (a fault under test)."""
     text = (ROOT / "kickstarts" / "testbed.ks").read_text()
@@ -62,7 +62,7 @@ def install_testbed(
     root: Path, name: str, kickstart: Path | None = None, *, cloud_init: bool = False
 ) -> Installed:
     """Install the testbed once per (session, name) into root/name; `cloud_init`: the kickstart installs
-    it (testbed_kickstart), so the spec expects it."""
+    it (kickstart_with), so the spec expects it."""
     if name not in _INSTALLS:
         spec = make_testbed_spec(root / name, kickstart, cloud_init=cloud_init)
         build = BuildDir.create(root / name / "build", spec.name)
@@ -75,7 +75,7 @@ def install_testbed(
 def session_testbed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     """The testbed with cloud-init (the target boots, re-verify and seal tests all use it)."""
     root = tmp_path_factory.getbasetemp() / "verify-vm"
-    return install_testbed(root, "testbed", testbed_kickstart(root / "ks", cloud_init=True), cloud_init=True)
+    return install_testbed(root, "testbed", kickstart_with(root / "ks", cloud_init=True), cloud_init=True)
 
 
 def fresh_copy(installed: Installed, folder: Path) -> Installed:
