@@ -238,8 +238,8 @@ def wait_for_ssh(
 ) -> float:
     """Wait until `ssh true` works; fail at once on a boot failure. Returns the seconds waited.
 
-    The console is read between short probes: a guest whose serial output is not drained stalls on its
-    own printk, so a long blocking probe would slow the very boot it waits for.
+    The console is read in a thread the whole time (ConsoleDrain), never between probes: an SSH probe can
+    block for seconds, and a guest whose serial output is not read meanwhile loses characters (below).
     """
     started = time.monotonic()
     deadline = started + timeout
@@ -247,68 +247,108 @@ def wait_for_ssh(
     login_at: float | None = None
     rejected = 0
     next_probe = started
-    while True:
-        chunk = vm.console.read(0.25)
-        if chunk:
-            # Keep enough to match a marker split across two reads.
-            seen = (seen + chunk)[-8192:]
-        kind = boot_failure(seen)
-        if kind is None and (chunk is None or not vm.running()):
-            with contextlib.suppress(OSError):
-                kind = boot_failure(bios_log.read_text(errors="replace"))
-            code = vm.proc.poll()
-            raise fail(
-                f"the VM exited before SSH came up ({kind or f'QEMU exit status {code}'})",
-                transcript,
-                bios_log,
-            )
-        if kind is not None:
-            raise fail(f"the image did not boot to SSH: {kind} on the serial console", transcript)
-        now = time.monotonic()
-        if login_at is None and LOGIN_PROMPT_RE.search(seen):
-            login_at = now
-        if now >= next_probe:
-            if ssh_banner(port):
-                if _ssh_login(ssh_config):
-                    return time.monotonic() - started
-                rejected += 1
-                if rejected >= max_login_failures:
-                    raise fail(
-                        f"sshd answers but the login with the key is refused ({rejected} attempts): "
-                        "is the key's %post in the kickstart (or did cloud-init not take the target's "
-                        "key?), and login by key allowed?",
-                        transcript,
-                    )
-            next_probe = time.monotonic() + SSH_PROBE_INTERVAL_S
-        if login_at is not None and now - login_at > LOGIN_GRACE_S and rejected:
-            raise fail(
-                f"the guest finished booting (login prompt) but sshd refused the key for "
-                f"{LOGIN_GRACE_S:.0f} s ({rejected} attempts)",
-                transcript,
-            )
-        if login_at is not None and now - login_at > LOGIN_GRACE_S:
-            raise fail(
-                f"the guest reached a login prompt but SSH on 127.0.0.1 did not answer within "
-                f"{LOGIN_GRACE_S:.0f} s (is sshd installed and enabled?)",
-                transcript,
-            )
-        if now > deadline:
-            raise fail(f"SSH did not answer within spec.timeouts.ssh = {timeout:.0f} s", transcript)
+    with draining(vm) as drain:
+        while True:
+            chunk = drain.take(0.25)
+            if chunk:
+                # Keep enough to match a marker split across two reads.
+                seen = (seen + chunk)[-8192:]
+            kind = boot_failure(seen)
+            if kind is None and (drain.closed or not vm.running()):
+                with contextlib.suppress(OSError):
+                    kind = boot_failure(bios_log.read_text(errors="replace"))
+                code = vm.proc.poll()
+                raise fail(
+                    f"the VM exited before SSH came up ({kind or f'QEMU exit status {code}'})",
+                    transcript,
+                    bios_log,
+                )
+            if kind is not None:
+                raise fail(f"the image did not boot to SSH: {kind} on the serial console", transcript)
+            now = time.monotonic()
+            if login_at is None and LOGIN_PROMPT_RE.search(seen):
+                login_at = now
+            if now >= next_probe:
+                if ssh_banner(port):
+                    if _ssh_login(ssh_config):
+                        return time.monotonic() - started
+                    rejected += 1
+                    if rejected >= max_login_failures:
+                        raise fail(
+                            f"sshd answers but the login with the key is refused ({rejected} attempts): "
+                            "is the key's %post in the kickstart (or did cloud-init not take the target's "
+                            "key?), and login by key allowed?",
+                            transcript,
+                        )
+                next_probe = time.monotonic() + SSH_PROBE_INTERVAL_S
+            if login_at is not None and now - login_at > LOGIN_GRACE_S and rejected:
+                raise fail(
+                    f"the guest finished booting (login prompt) but sshd refused the key for "
+                    f"{LOGIN_GRACE_S:.0f} s ({rejected} attempts)",
+                    transcript,
+                )
+            if login_at is not None and now - login_at > LOGIN_GRACE_S:
+                raise fail(
+                    f"the guest reached a login prompt but SSH on 127.0.0.1 did not answer within "
+                    f"{LOGIN_GRACE_S:.0f} s (is sshd installed and enabled?)",
+                    transcript,
+                )
+            if now > deadline:
+                raise fail(f"SSH did not answer within spec.timeouts.ssh = {timeout:.0f} s", transcript)
+
+
+class ConsoleDrain:
+    """Reads a VM's serial console in a thread (into its transcript) for as long as it runs.
+
+    Why a thread: QEMU writes a socket chardev one character per write(), and a unix socket holds only a
+    few hundred such one-byte writes. Unread for a second (an SSH probe, the suite), QEMU's UART stops
+    emptying; the guest kernel's console waits a few milliseconds per character, then writes anyway and
+    the UART's FIFO overflows: characters are lost ("Entering emergency mode" arrived as "Entode.") and
+    a guest that prints a lot stalls on its own printk."""
+
+    def __init__(self, vm: qemu.Vm) -> None:
+        self._vm = vm
+        self._stop = threading.Event()
+        self._lock = threading.Condition()
+        self._pending: list[str] = []
+        self.closed = False
+        self._thread = threading.Thread(target=self._run, name="console-drain", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            chunk = self._vm.console.read(0.25)
+            with self._lock:
+                if chunk is None:
+                    self.closed = True
+                elif chunk:
+                    self._pending.append(chunk)
+                self._lock.notify_all()
+            if chunk is None:
+                return
+
+    def take(self, timeout: float) -> str:
+        """What arrived since the last take, waiting up to `timeout` seconds for something."""
+        with self._lock:
+            if not self._pending and not self.closed:
+                self._lock.wait(timeout)
+            text = "".join(self._pending)
+            self._pending.clear()
+            return text
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 @contextlib.contextmanager
-def draining(vm: qemu.Vm) -> Iterator[None]:
+def draining(vm: qemu.Vm) -> Iterator[ConsoleDrain]:
     """Keep reading the serial console (into the transcript) in a thread while the block runs."""
-    stop = threading.Event()
-
-    def drain() -> None:
-        while not stop.is_set() and vm.console.read(0.25) is not None:
-            pass
-
-    thread = threading.Thread(target=drain, name="console-drain", daemon=True)
-    thread.start()
+    drain = ConsoleDrain(vm)
+    drain.start()
     try:
-        yield
+        yield drain
     finally:
-        stop.set()
-        thread.join(5)
+        drain.stop()
