@@ -249,12 +249,12 @@ def wait_for_ssh(
     next_probe = started
     with draining(vm) as drain:
         while True:
-            chunk = drain.take(0.25)
+            chunk, closed = drain.take(0.25)
             if chunk:
                 # Keep enough to match a marker split across two reads.
                 seen = (seen + chunk)[-8192:]
             kind = boot_failure(seen)
-            if kind is None and (drain.closed or not vm.running()):
+            if kind is None and (closed or not vm.running()):
                 with contextlib.suppress(OSError):
                     kind = boot_failure(bios_log.read_text(errors="replace"))
                 code = vm.proc.poll()
@@ -326,14 +326,16 @@ class ConsoleDrain:
             if chunk is None:
                 return
 
-    def take(self, timeout: float) -> str:
-        """What arrived since the last take, waiting up to `timeout` seconds for something."""
+    def take(self, timeout: float) -> tuple[str, bool]:
+        """What arrived since the last take (waiting up to `timeout` seconds for something), and whether the
+        console has closed. Both under one lock: a panic's last lines and the close that follows them must
+        not be seen in the wrong order (closed, but the text still pending) or the panic goes unnamed."""
         with self._lock:
             if not self._pending and not self.closed:
                 self._lock.wait(timeout)
             text = "".join(self._pending)
             self._pending.clear()
-            return text
+            return text, self.closed
 
     def start(self) -> None:
         self._thread.start()

@@ -10,12 +10,9 @@ FACTORY_SKIP_PRISTINE=1. In CI (CI set) it never skips: the switch is refused th
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 from pristine_run import RUN_KEY, cannot_run, readme_commands
-
-ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.vm, pytest.mark.pristine]
 

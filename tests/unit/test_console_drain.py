@@ -116,13 +116,40 @@ def test_the_drain_reports_a_closed_console(tmp_path: Path) -> None:
         with guest.draining(vm) as drain:  # type: ignore[arg-type]
             guest_end.sendall(b"last words\r\n")
             guest_end.close()
-            text = ""
+            text, closed = "", False
             for _ in range(40):
-                text += drain.take(0.25)
-                if drain.closed:
+                chunk, closed = drain.take(0.25)
+                text += chunk
+                if closed:
                     break
-            assert drain.closed
-            assert text + drain.take(0) == "last words\r\n"
+            # Closed is reported with (or after) the last text, never before it.
+            assert closed
+            assert text == "last words\r\n"
+            assert drain.take(0) == ("", True)
+    finally:
+        vm.proc.kill()
+        vm.proc.wait()
+        host.close()
+
+
+def test_a_panic_then_the_console_closing_is_named_a_panic(tmp_path: Path, silent_port: int) -> None:
+    """QEMU exits right after a panic (-no-reboot): the last lines and the close arrive together, and the
+    wait must name the panic, not only "the VM exited"."""
+    host, guest_end = socket.socketpair()
+    transcript = tmp_path / "console.log"
+    vm = _Vm(Console(host, transcript))
+    guest_end.sendall(b"[    5.10] Kernel panic - not syncing: VFS: Unable to mount root fs\r\n")
+    guest_end.close()
+    try:
+        with pytest.raises(VerifyError, match="kernel panic"):
+            guest.wait_for_ssh(
+                vm,  # type: ignore[arg-type]
+                tmp_path / "ssh_config",
+                port=silent_port,
+                timeout=30,
+                transcript=transcript,
+                bios_log=tmp_path / "bios.log",
+            )
     finally:
         vm.proc.kill()
         vm.proc.wait()
